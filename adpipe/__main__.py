@@ -1,0 +1,3 @@
+from adpipe.core.cli import main
+
+main()

@@ -1,0 +1,211 @@
+"""The ``adpipe`` command line.
+
+    adpipe run config=configs/fraud.yaml detector=lof threshold.contamination=0.02
+    adpipe validate config=configs/fraud.yaml
+    adpipe config config=configs/fraud.yaml detector=ecod
+    adpipe plugins list --kind detector
+    adpipe plugins show iforest
+
+Arguments after the command are ``config=PATH`` plus Hydra overrides
+(``key=value``, ``+key=value``, ``~key``, ``group=option``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+
+import click
+
+from adpipe.core.errors import EXIT_CODES, AdpipeError, ConfigError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def split_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
+    """Separate ``config=PATH`` from the Hydra overrides."""
+    config, overrides = None, []
+    for arg in args:
+        if arg.startswith("config="):
+            config = arg.split("=", 1)[1]
+        else:
+            overrides.append(arg)
+    if not config:
+        raise ConfigError("No config given.", hint="pass config=PATH, e.g. adpipe run config=configs/fraud.yaml")
+    return config, overrides
+
+
+@click.group(context_settings=CONTEXT, epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="adpipe")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """adpipe: anomaly-detection pipelines from YAML configs."""
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+run_args = click.argument("args", nargs=-1, metavar="config=PATH [OVERRIDES]...")
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@run_args
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def run(args: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+    """Fit the pipeline and score its source into every sink."""
+    from adpipe.core.engine import Pipeline
+
+    config, overrides = split_args(args)
+    pipeline = Pipeline.from_config(config, overrides)
+    summary = pipeline.run(progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+    elif not quiet:
+        summary.render(_console())
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@run_args
+def validate(args: tuple[str, ...]) -> None:
+    """Check a config (and every stage's parameters) without running it."""
+    from adpipe.core.config import load_config
+
+    config, overrides = split_args(args)
+    cfg = load_config(config, overrides)
+    stages = 2 + len(cfg.preprocess) + len(cfg.sinks) + len(cfg.alerts) + bool(cfg.source)
+    click.echo(f"{cfg.path}: valid ({cfg.name}: {stages} stages, detector {cfg.detector.type})")
+
+
+@cli.command("config", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@run_args
+def show_config(args: tuple[str, ...]) -> None:
+    """Print the composed, validated config with every default filled in."""
+    import yaml
+
+    from adpipe.core.config import load_config
+    from adpipe.core.secrets import mask
+
+    config, overrides = split_args(args)
+    click.echo(yaml.safe_dump(mask(load_config(config, overrides).to_dict()), sort_keys=False), nl=False)
+
+
+@cli.group(context_settings=CONTEXT)
+def plugins() -> None:
+    """List and inspect installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--kind", type=click.Choice(["source", "preprocessor", "detector", "threshold", "sink",
+                                           "alert_channel", "integration"]), help="Only this kind.")
+def plugins_list(kind: str | None) -> None:
+    """Every installed plugin, of every kind, with its summary."""
+    from rich.table import Table
+
+    from adpipe.core.registry import get_registry
+
+    reg = get_registry()
+    table = Table(show_lines=False)
+    for col in ("kind", "name", "summary", "from"):
+        table.add_column(col)
+    for info in reg.infos(kind):
+        missing = info.cls.missing_requirements()
+        summary = info.cls.summary() + (f" [dim](needs {', '.join(missing)})[/dim]" if missing else "")
+        table.add_row(info.kind, info.name, summary, info.dist)
+    console = _console()
+    console.print(table)
+    counts = {}
+    for info in reg.infos(kind):
+        counts[info.kind] = counts.get(info.kind, 0) + 1
+    console.print(", ".join(f"{n} {k}s" for k, n in counts.items()))
+    for f in reg.failures:
+        console.print(f"[red]failed to load[/red] {f.entry_point} from {f.dist}: {f.error}")
+
+
+@plugins.command("show")
+@click.argument("name")
+@click.option("--kind", default=None, help="Disambiguate when several kinds share the name.")
+def plugins_show(name: str, kind: str | None) -> None:
+    """A plugin's parameters: type, default, allowed range, description."""
+    from rich.table import Table
+
+    from adpipe.core.config import describe_field
+    from adpipe.core.registry import get_registry, suggest
+
+    reg = get_registry()
+    found = [i for i in reg.find(name) if kind is None or i.kind == kind]
+    if not found:
+        raise ConfigError(f"No plugin named '{name}'.", hint=suggest(name, sorted({i.name for i in reg.infos()})))
+    console = _console()
+    for info in found:
+        cls = info.cls
+        console.print(f"[bold]{info.name}[/bold] ({info.kind}) — {cls.summary()}")
+        console.print(f"from distribution {info.dist} (entry point {info.entry_point}), class "
+                      f"{cls.__module__}.{cls.__qualname__}")
+        doc = (cls.__doc__ or "").strip().splitlines()[1:]
+        if any(line.strip() for line in doc):
+            console.print("\n".join(line.strip() for line in doc).strip())
+        missing = cls.missing_requirements()
+        if missing:
+            console.print(f"[yellow]needs {', '.join(missing)}: {cls.install_hint or 'pip install ' + ' '.join(missing)}")
+        table = Table(title="parameters", title_justify="left")
+        for col in ("name", "type / allowed", "default", "description"):
+            table.add_column(col)
+        for pname, field in cls.Params.model_fields.items():
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            allowed = describe_field(field).split(" (")[0]
+            table.add_row(pname, allowed, default, field.description or "")
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: maps errors to exit codes, no tracebacks unless --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="adpipe", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("interrupted")
+        sys.exit(130)
+    except AdpipeError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(type(exc).__name__, exc)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say so
+        if debug:
+            traceback.print_exc()
+        _print_error("internal error", exc, hint="this is a bug in adpipe or a plugin; rerun with --debug for "
+                                                   "the traceback")
+        sys.exit(1)
+    sys.exit(0)
+
+
+def _print_error(kind: str, exc: Exception, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    err = _console(stderr=True)
+    message = getattr(exc, "message", str(exc))
+    err.print(f"[bold red]error[/bold red] ({kind}): {escape(message)}")
+    hint = hint or getattr(exc, "hint", None)
+    if hint:
+        err.print(f"[bold]hint[/bold]: {escape(hint)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,506 @@
+"""The engine: fit a pipeline, then score batches and deliver them.
+
+Per batch: validate -> preprocess -> detect -> calibrate -> threshold ->
+write every sink -> alert -> acknowledge to the source. Memory is bounded by
+the batch size, except for the training data (all rows, or ``fit.sample_rows``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from adpipe.core import schema, validation
+from adpipe.core.calibration import Calibrator
+from adpipe.core.config import PipelineConfig, load_config
+from adpipe.core.context import RunContext
+from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError
+from adpipe.core.frames import to_frame
+from adpipe.core.plugin import Batch, Detector, Preprocessor, Threshold
+from adpipe.core.registry import Registry, get_registry
+from adpipe.core.summary import RunSummary, StageTimer
+
+
+class Pipeline:
+    """A validated pipeline config, ready to fit and run.
+
+    >>> pipe = Pipeline.from_config("configs/fraud.yaml", overrides=["detector=lof"])
+    >>> summary = pipe.run()
+    """
+
+    def __init__(self, config: PipelineConfig, registry: Registry | None = None):
+        self.config = config
+        self.registry = registry or get_registry()
+        self.model_: FittedPipeline | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None):
+        return cls(load_config(path, list(overrides), registry=registry), registry)
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path | None = None, registry: Registry | None = None):
+        return cls(load_config(data=data, base_dir=base_dir, registry=registry), registry)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: Any = None) -> "FittedPipeline":
+        """Fit on ``data`` (any table :func:`to_frame` accepts) or on the configured training source."""
+        timer = StageTimer()
+        with timer("read_training"):
+            frame = to_frame(data) if data is not None else self._read_training()
+        self.model_ = FittedPipeline.fit(self.config, frame, timer=timer)
+        return self.model_
+
+    def _read_training(self) -> pd.DataFrame:
+        cfg = self.config
+        spec = cfg.fit_source or cfg.source
+        if spec is None:
+            raise ConfigError("No training data: the config has neither `source` nor `fit.source`.",
+                              hint="add a source, or pass data to fit()")
+        source = spec.build()
+        if not source.finite and cfg.fit.sample_rows is None:
+            raise ConfigError(f"The {spec.type} source never ends, so it cannot be read whole for training.",
+                              hint="set fit.source to a finite training source")
+        try:
+            return read_frames(source.batches(cfg.engine.batch_rows), cfg.fit.sample_rows, cfg.fit.seed)
+        finally:
+            source.close()
+
+    # ------------------------------------------------------------------ score
+    def score(self, data: Any) -> pd.DataFrame:
+        """Score ``data`` with the fitted model and return the result frame."""
+        if self.model_ is None:
+            raise ModelError("This pipeline is not fitted yet.", hint="call pipeline.fit() first")
+        return self.model_.score(data)
+
+    # ------------------------------------------------------------------ run
+    def run(self, *, progress: bool = False, write_summary: bool = True, sinks: list | None = None) -> RunSummary:
+        """Fit on the training data, then score the source into every sink."""
+        cfg = self.config
+        if cfg.source is None:
+            raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
+        timer = StageTimer()
+        started = time.perf_counter()
+        cached = None
+        with timer("read_training"):
+            if cfg.fit_source is None and cfg.fit.sample_rows is None and cfg.source.cls.finite:
+                cached = self._read_training()  # the whole source: score it from memory, no second read
+                frame = cached
+            else:
+                frame = self._read_training()
+        self.model_ = FittedPipeline.fit(cfg, frame, timer=timer)
+        del frame
+        batches = None
+        if cached is not None:
+            batches = (Batch(cached.iloc[i:i + cfg.engine.batch_rows], {"row_start": i})
+                       for i in range(0, len(cached), cfg.engine.batch_rows))
+        return Runner(self.model_, cfg, self.registry, timer=timer, started=started).run(
+            progress=progress, write_summary=write_summary, batches=batches, sinks=sinks)
+
+
+def read_frames(batches: Iterator[Batch], sample_rows: int | None, seed: int) -> pd.DataFrame:
+    """Concatenate batches, or keep a uniform random sample of ``sample_rows`` rows (one pass)."""
+    if sample_rows is None:
+        frames = [b.data for b in batches]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rng = np.random.default_rng(seed)
+    kept: pd.DataFrame | None = None
+    keys = np.empty(0)
+    for batch in batches:
+        frame, k = batch.data.reset_index(drop=True), rng.random(len(batch.data))
+        kept = frame if kept is None else pd.concat([kept, frame], ignore_index=True)
+        keys = np.concatenate([keys, k])
+        if len(kept) > sample_rows:  # keep the rows with the smallest random keys
+            idx = np.sort(np.argpartition(keys, sample_rows)[:sample_rows])
+            kept, keys = kept.iloc[idx].reset_index(drop=True), keys[idx]
+    return kept if kept is not None else pd.DataFrame()
+
+
+class FittedPipeline:
+    """Everything scoring needs: fitted preprocessing, detector, calibrator, threshold."""
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.id_columns: list[str] = []
+        self.feature_columns: list[str] = []
+        self.numeric_columns: list[str] = []
+        self.text_columns: list[str] = []
+        self.preprocessors: list[Preprocessor] = []
+        self.detector: Detector | None = None
+        self.calibrator: Calibrator | None = None
+        self.threshold: Threshold | None = None
+        self.imputer = None
+        self.model_version = ""
+        self.training: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, config: PipelineConfig, frame: pd.DataFrame, timer: StageTimer | None = None) -> "FittedPipeline":
+        self = cls(config)
+        timer = timer or StageTimer()
+        if frame is None or len(frame) == 0:
+            raise DataError("The training data is empty: there are no rows to fit on.",
+                            hint="check the source path and that the file has data rows below its header")
+        t0 = time.perf_counter()
+        self._resolve_columns(list(frame.columns))
+        validation.require_columns(frame, self.feature_columns, "training data")
+        text_only = validation.text_columns_in(frame, self.numeric_columns)
+        if text_only:
+            col = text_only[0]
+            example = frame[col].dropna().iloc[0]
+            raise DataError(
+                f"Column '{col}' holds text (e.g. {example!r}), not numbers; detectors need numeric features.",
+                hint=f"encode it with preprocess: [{{type: onehot, columns: [{col}]}}] or leave it out with "
+                     f"columns.exclude: [{col}]",
+            )
+        with timer("validate"):
+            checked = self._check(frame, where="training data")
+        if len(checked.frame) == 0:
+            raise DataError("No valid training rows remain after validation.", hint="inspect the reject output")
+        with timer("preprocess"):
+            if self.config.validation.on_invalid == "impute":
+                from sklearn.impute import SimpleImputer
+
+                self.imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(checked.numeric)
+            self.preprocessors = [spec.build() for spec in self.config.preprocess]
+            X = self._features(checked, fit=True)
+        with timer("fit_detector"):
+            self.detector = self.config.detector.build()
+            try:
+                self.detector.fit(X)
+            except AdpipeError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"Detector '{self.config.detector.type}' failed to fit: {type(exc).__name__}: {exc}",
+                                 hint="check its parameters against the data size (`adpipe plugins show "
+                                      f"{self.config.detector.type}`)") from exc
+        with timer("calibrate"):
+            train_scores = self._training_scores(X)
+            self.calibrator = Calibrator(self.config.calibration.method).fit(train_scores)
+            probs = self.calibrator.transform(train_scores)
+        with timer("threshold"):
+            labels = self._labels(checked.frame) if len(train_scores) == len(checked.frame) else None
+            self.threshold = self.config.threshold.build().fit(train_scores, probs, labels)
+        fitted_at = datetime.now(timezone.utc).isoformat()
+        digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode()
+                                + fitted_at.encode()).hexdigest()
+        self.model_version = f"{self.config.name}-{digest[:10]}"
+        self.training = {
+            "rows": int(len(checked.frame)),
+            "rejected": int(len(checked.rejected)),
+            "features": len(self.feature_columns),
+            "seconds": round(time.perf_counter() - t0, 4),
+            "fitted_at": fitted_at,
+            "sampled": config.fit.sample_rows is not None,
+            "score_quantiles": {q: float(np.quantile(train_scores, q)) for q in (0.0, 0.5, 0.9, 0.99, 1.0)},
+        }
+        return self
+
+    def _resolve_columns(self, columns: list[str]) -> None:
+        spec = self.config.columns
+        drop = set(spec.exclude) | ({spec.label} if spec.label else set())
+        self.id_columns = list(spec.id) if spec.id is not None else list(columns)
+        if spec.features is not None:
+            features = list(spec.features)
+        else:
+            base = columns if spec.id is None else [c for c in columns if c not in spec.id]
+            features = [c for c in base if c not in drop]
+        if not features:
+            raise DataError("No feature columns are left for the detector.",
+                            hint="check columns.features / columns.id / columns.exclude against the data's columns")
+        self.feature_columns = features
+        probes = [spec.build() for spec in self.config.preprocess]
+        kept = list(features)
+        for pre in probes:
+            kept = pre.output_columns(kept)
+        used = [c for c in features if c in kept] or features
+        self.text_columns = sorted({c for pre in probes for c in pre.text_columns(used)}, key=used.index)
+        self.numeric_columns = [c for c in used if c not in self.text_columns]
+
+    def _check(self, frame: pd.DataFrame, row_start: int = 0, where: str = "input") -> validation.Checked:
+        allow_nan = any(spec.cls.handles_missing for spec in self.config.preprocess)
+        return validation.check(frame, self.numeric_columns, policy=self.config.validation.on_invalid,
+                                allow_nan=allow_nan, row_start=row_start, where=where)
+
+    def _features(self, checked: validation.Checked, fit: bool = False) -> np.ndarray:
+        values = checked.numeric
+        if self.imputer is not None:
+            values = self.imputer.transform(values)
+        if self.preprocessors:
+            frame = pd.DataFrame(values, columns=self.numeric_columns, index=checked.frame.index)
+            for col in self.text_columns:
+                frame[col] = checked.frame[col]
+            for pre in self.preprocessors:
+                frame = pre.fit(frame).transform(frame) if fit else pre.transform(frame)
+            values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+        if not np.isfinite(values).all():
+            raise DataError("Values are still missing or infinite after preprocessing.",
+                            hint="add {type: impute} to preprocess, or set validation.on_invalid: impute")
+        return values
+
+    def _training_scores(self, X: np.ndarray) -> np.ndarray:
+        scores = getattr(self.detector, "training_scores_", None)
+        if scores is not None and len(scores) == len(X):
+            return np.asarray(scores, dtype=np.float64)
+        limit = self.config.calibration.max_rows
+        if len(X) > limit:
+            X = X[np.random.default_rng(0).choice(len(X), limit, replace=False)]
+        return self._detect(X)
+
+    def _labels(self, frame: pd.DataFrame) -> np.ndarray | None:
+        label = self.config.columns.label
+        if not label or label not in frame.columns:
+            return None
+        return pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def _detect(self, X: np.ndarray) -> np.ndarray:
+        try:
+            scores = np.asarray(self.detector.score(X), dtype=np.float64).reshape(-1)
+        except AdpipeError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"Detector '{self.config.detector.type}' failed to score: {type(exc).__name__}: {exc}"
+                             ) from exc
+        if len(scores) != len(X):
+            raise PluginError(f"Detector '{self.config.detector.type}' returned {len(scores)} scores for "
+                              f"{len(X)} rows.")
+        return scores
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, data: Any) -> pd.DataFrame:
+        """Score a table and return the result frame (rejected rows are left out)."""
+        result, _ = self.score_batch(to_frame(data))
+        return result
+
+    def score_batch(self, frame: pd.DataFrame, row_start: int = 0, run_id: str = "",
+                    timer: StageTimer | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Score one batch: returns (result frame, rejected rows with reject_reason)."""
+        timer = timer or StageTimer()
+        if self.detector is None:
+            raise ModelError("The model is not fitted.", hint="fit the pipeline first")
+        with timer("validate"):
+            validation.require_columns(frame, [*self.feature_columns, *(c for c in self.id_columns
+                                                                         if c not in self.feature_columns)])
+            checked = self._check(frame, row_start=row_start)
+        result = checked.frame[self.id_columns].copy() if self.id_columns else pd.DataFrame(index=checked.frame.index)
+        if len(checked.frame):
+            with timer("preprocess"):
+                X = self._features(checked)
+            with timer("detect"):
+                scores = self._detect(X)
+        else:
+            scores = np.empty(0)
+        probs, flags, severity = self.label(scores, timer)
+        result[schema.SCORE] = scores
+        result[schema.PROBABILITY] = probs
+        result[schema.LABEL] = flags.astype(np.int8)
+        result[schema.SEVERITY] = severity
+        result[schema.MODEL_VERSION] = self.model_version
+        result[schema.RUN_ID] = run_id
+        return result, checked.rejected
+
+    def label(self, scores: np.ndarray, timer: StageTimer | None = None):
+        """Raw scores -> (probabilities, anomaly flags, severities)."""
+        timer = timer or StageTimer()
+        with timer("calibrate"):
+            probs = self.calibrator.transform(scores)
+        with timer("threshold"):
+            flags = np.asarray(self.threshold.predict(scores, probs), dtype=bool) if len(scores) else \
+                np.empty(0, dtype=bool)
+            severity = self.severity(probs, flags)
+        return probs, flags, severity
+
+    def severity(self, probs: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        sev = self.config.severity
+        band = np.searchsorted([sev.medium, sev.high, sev.critical], probs, side="right") + 1
+        names = np.array(schema.SEVERITIES, dtype=object)
+        return names[np.where(flags, band, 0)]
+
+
+class Runner:
+    """Scores a source batch by batch into the sinks, with at-least-once acknowledgement."""
+
+    def __init__(self, model: FittedPipeline, config: PipelineConfig, registry: Registry,
+                 timer: StageTimer | None = None, started: float | None = None):
+        self.model, self.config, self.registry = model, config, registry
+        self.timer = timer or StageTimer()
+        self.started = started or time.perf_counter()
+
+    def run(self, *, progress: bool = False, write_summary: bool = True,
+            batches: Iterator[Batch] | None = None, sinks: list | None = None) -> RunSummary:
+        cfg, model, timer = self.config, self.model, self.timer
+        ctx = RunContext(pipeline=cfg.name, model_version=model.model_version, base_dir=cfg.base_dir,
+                         config_path=cfg.path, id_columns=model.id_columns)
+        summary = RunSummary(pipeline=cfg.name, run_id=ctx.run_id, model_version=model.model_version,
+                             detector=cfg.detector.type, started_at=ctx.started_at.isoformat(),
+                             training=model.training, config_path=str(cfg.path) if cfg.path else None)
+        sinks = sinks if sinks is not None else [s.build() for s in cfg.sinks]
+        reject = cfg.reject_sink.build() if cfg.reject_sink else None
+        channels = [a.build() for a in cfg.alerts]
+        source = cfg.source.build() if batches is None else None
+        opened: list = []
+        scores_seen, labels_seen, flags_seen = [], [], []
+        bar = _progress(progress)
+        try:
+            for sink in [*sinks, *([reject] if reject else [])]:
+                sink.open(ctx)
+                opened.append(sink)
+            for ch in channels:
+                ch.open(ctx)
+            _hook(self.registry, "adpipe_before_run", context=ctx)
+            stream = batches if batches is not None else source.batches(cfg.engine.batch_rows)
+            for batch in _timed(stream, timer, "read"):
+                n = len(batch.data)
+                result, rejected = model.score_batch(batch.data, row_start=summary.rows_in, run_id=ctx.run_id,
+                                                     timer=timer)
+                summary.rows_in += n
+                summary.rows_scored += len(result)
+                summary.rows_rejected += len(rejected)
+                summary.anomalies += int(result[schema.LABEL].sum())
+                summary.batches += 1
+                with timer("write"):
+                    for sink in sinks:
+                        sink.write(result)
+                    if reject is not None and len(rejected):
+                        reject.write(rejected)
+                anomalies = result[result[schema.LABEL] == 1]
+                if len(anomalies):
+                    self._alert(channels, anomalies, ctx, summary)
+                    _hook(self.registry, "adpipe_on_anomalies", context=ctx, anomalies=anomalies)
+                if cfg.columns.label and cfg.columns.label in batch.data.columns and len(result):
+                    labels_seen.append(model._labels(batch.data.loc[result.index]))
+                    scores_seen.append(result[schema.SCORE].to_numpy())
+                    flags_seen.append(result[schema.LABEL].to_numpy())
+                _hook(self.registry, "adpipe_after_batch", context=ctx, result=result, rejected=rejected)
+                if source is not None:
+                    source.ack(batch)
+                if bar:
+                    bar.advance(n)
+            if summary.rows_in == 0:
+                raise DataError("The source yielded no rows to score.",
+                                hint="check the source path and that the file has data rows below its header")
+        except BaseException as exc:
+            for sink in opened:
+                _quiet(sink.close, False)
+            for ch in channels:
+                _quiet(ch.close)
+            _quiet(lambda: self.registry.hook.adpipe_on_error(context=ctx, error=exc))
+            raise
+        finally:
+            if bar:
+                bar.stop()
+            if source is not None:
+                _quiet(source.close)
+        with timer("write"):
+            for sink in opened:
+                sink.close(True)
+        for ch in channels:
+            _quiet(ch.close)
+        summary.outputs = [o for s in sinks for o in s.outputs()]
+        summary.rejects_output = reject.outputs() if reject else []
+        summary.stage_seconds = dict(timer.seconds)
+        summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)
+        summary.finished_at = datetime.now(timezone.utc).isoformat()
+        summary.seconds = time.perf_counter() - self.started
+        if write_summary:
+            summary.write_json(self._summary_path(summary))
+        _hook(self.registry, "adpipe_after_run", context=ctx, summary=summary)
+        return summary
+
+    def _alert(self, channels, anomalies, ctx, summary) -> None:
+        for ch in channels:
+            try:
+                ch.send(anomalies, ctx)
+                summary.alerts["sent"] += 1
+            except Exception as exc:  # a channel never stops scoring
+                summary.alerts["failed"] += 1
+                ctx.log.warning("alert channel %s failed: %s", ch.name, exc)
+
+    def _summary_path(self, summary: RunSummary) -> Path:
+        cfg = self.config
+        if cfg.summary.path is not None:
+            return Path(cfg.summary.path)
+        for out in summary.outputs:
+            if "://" not in out:
+                p = Path(out)
+                return p.with_name(p.name.split(".")[0] + ".summary.json")
+        return cfg.base_dir / "runs" / f"{cfg.name}-{summary.run_id}.summary.json"
+
+
+def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[Batch]:
+    it = iter(stream)
+    while True:
+        with timer(stage):
+            batch = next(it, None)
+        if batch is None:
+            return
+        yield batch
+
+
+def _hook(registry: Registry, name: str, **kwargs) -> None:
+    try:
+        getattr(registry.hook, name)(**kwargs)
+    except AdpipeError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"A plugin's {name} hook failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _quiet(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # cleanup must not hide the original error
+        pass
+
+
+def _metrics(labels: list, scores: list, flags: list) -> dict[str, float]:
+    if not labels:
+        return {}
+    from sklearn import metrics
+
+    y, s, f = np.concatenate(labels), np.concatenate(scores), np.concatenate(flags)
+    ok = ~np.isnan(y)
+    y, s, f = y[ok].astype(int), s[ok], f[ok]
+    if len(np.unique(y)) < 2:
+        return {}
+    return {
+        "roc_auc": float(metrics.roc_auc_score(y, s)),
+        "pr_auc": float(metrics.average_precision_score(y, s)),
+        "precision": float(metrics.precision_score(y, f, zero_division=0)),
+        "recall": float(metrics.recall_score(y, f, zero_division=0)),
+        "f1": float(metrics.f1_score(y, f, zero_division=0)),
+    }
+
+
+class _Bar:
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        columns = (SpinnerColumn(), TextColumn("scoring"), TextColumn("{task.completed:,.0f} rows"),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+        self.progress = Progress(*columns, console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task("score", total=None, rate="")
+        self.start = time.perf_counter()
+        self.rows = 0
+        self.progress.start()
+
+    def advance(self, n: int) -> None:
+        self.rows += n
+        rate = self.rows / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, advance=n, rate=f"{rate:,.0f} rows/s")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress(enabled: bool) -> _Bar | None:
+    import sys
+
+    return _Bar() if enabled and sys.stderr.isatty() else None

@@ -1,0 +1,1 @@
+"""Integrations that run adpipe inside other systems (Airflow, Spark)."""

@@ -1,0 +1,1 @@
+"""Built-in plugins, registered through the adpipe.plugins entry point like any third-party plugin."""

@@ -1,0 +1,22 @@
+"""Built-in detector plugins: scikit-learn's outlier detectors and the PyOD catalog.
+
+Importing this package imports neither scikit-learn nor PyOD: the wrappers
+import their library in ``fit``, and the PyOD wrappers build ``Params`` from
+PyOD's source on first access. See ``docs/detectors.md`` for the list.
+"""
+
+import adpipe
+from adpipe.plugins.algorithms.pyod import PYOD_DETECTORS, TORCH_DETECTORS, PyODDetector
+from adpipe.plugins.algorithms.sklearn import SKLEARN_DETECTORS
+
+#: every built-in detector class by registered name
+DETECTORS = {**SKLEARN_DETECTORS, **PYOD_DETECTORS}
+
+
+@adpipe.hookimpl
+def adpipe_register(registry):
+    for cls in DETECTORS.values():
+        registry.add(cls)
+
+
+__all__ = ["DETECTORS", "PYOD_DETECTORS", "SKLEARN_DETECTORS", "TORCH_DETECTORS", "PyODDetector", "adpipe_register"]
