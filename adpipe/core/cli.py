@@ -162,7 +162,7 @@ def plugins_show(name: str, kind: str | None) -> None:
         for pname, field in cls.Params.model_fields.items():
             default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
             allowed = describe_field(field).split(" (")[0]
-            table.add_row(pname, allowed, default, field.description or "")
+            table.add_row(field.alias or pname, allowed, default, field.description or "")
         console.print(table)
 
 

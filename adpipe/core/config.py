@@ -315,7 +315,7 @@ def describe_field(field) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    if annotation is None:
+    if annotation is None or annotation is type(None):
         return "None"
     origin = typing.get_origin(annotation)
     if origin is Literal:
@@ -332,7 +332,7 @@ def format_validation_error(exc: ValidationError, where: str, path: str, model: 
                             plugin: str | None = None) -> str:
     """One readable paragraph per problem: file, YAML path, bad value, what is allowed."""
     lines = []
-    fields = model.model_fields
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"])
         key = str(err["loc"][0]) if err["loc"] else ""

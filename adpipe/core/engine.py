@@ -427,8 +427,8 @@ class Runner:
         if cfg.summary.path is not None:
             return Path(cfg.summary.path)
         for out in summary.outputs:
-            if "://" not in out:
-                p = Path(out)
+            p = Path(out)
+            if "://" not in out and p.is_file():
                 return p.with_name(p.name.split(".")[0] + ".summary.json")
         return cfg.base_dir / "runs" / f"{cfg.name}-{summary.run_id}.summary.json"
 

@@ -114,8 +114,15 @@ def parse_numpydoc_parameters(docstring: str) -> dict[str, tuple[str, str]]:
     desc: list[str] = []
 
     def flush() -> None:
-        if name is not None:
-            out[name] = (type_text, _first_paragraph(desc))
+        if name is None:
+            return
+        text, lines = type_text, list(desc)
+        # a type spec continued on the next line: "{'linear', 'poly',\n 'cosine'}, optional"
+        while lines and (text.count("{") > text.count("}") or text.count("[") > text.count("]")):
+            text += " " + lines.pop(0)
+        while lines and re.match(r"^\(?default\b", lines[0]):  # "(default = 'MIXED')" on its own line
+            text += " " + lines.pop(0)
+        out[name] = (text, _first_paragraph(lines))
 
     for ln in body:
         indent = len(ln) - len(ln.lstrip())
@@ -130,18 +137,34 @@ def parse_numpydoc_parameters(docstring: str) -> dict[str, tuple[str, str]]:
 
 
 def _first_paragraph(lines: list[str]) -> str:
+    """The first paragraph; when it is only a lead-in ("Valid values are:"), its list too."""
     para: list[str] = []
-    for ln in lines:
-        if not ln:
-            if para:
-                break
-            continue
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if not ln and para:
+            break
         if ln.startswith(("- ", "* ", ".. ")) and para:
             break
-        para.append(ln)
+        if ln:
+            para.append(ln)
+        i += 1
     text = " ".join(para)
-    text = re.sub(r":(?:cite|meth|class|func|attr):`([^`]*)`", r"\1", text)
-    text = text.replace("``", "`")
+    if text.endswith(":") or len(text) < 40:
+        items = [ln for ln in lines[i:] if ln]
+        bullets: list[str] = []
+        for ln in items:
+            if ln.startswith(("- ", "* ")):
+                bullets.append(ln[2:])
+            elif bullets and not ln.startswith(".."):
+                bullets[-1] += " " + ln
+            elif bullets:
+                break
+        if bullets:
+            lead = text[:-1] + ": " if text.endswith(":") else (text + " " if text else "")
+            text = lead + "; ".join(bullets)
+    text = re.sub(r":(?:cite|meth|class|func|attr|obj):`([^`]*)`", r"\1", text)
+    text = text.replace("``", "`").replace("::", ":")
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) > 300:
         cut = text.rfind(". ", 0, 300)

@@ -57,6 +57,8 @@ def build_params(entry: Entry, owner: type) -> type[adpipe.Params]:
     for p in info.params:
         if p.name == "contamination" or p.name in entry.exclude or p.name in entry.fixed or p.name in entry.from_data:
             continue
+        if hasattr(adpipe.Params, p.name):  # e.g. PCA's `copy` would shadow BaseModel.copy
+            continue
         if p.name in entry.specs:
             fields[p.name] = _spec_field(entry, p.name, entry.specs[p.name])
             continue
@@ -98,6 +100,8 @@ def _show(value: Any) -> str:
 def _annotation(entry: Entry, name: str, default: Any, doc_type: str) -> Any:
     if name in entry.types:
         return entry.types[name]
+    if name == "random_state":  # a seed; null = fresh randomness (RandomState objects don't fit a config)
+        return Optional[int]
     bounds = entry.bounds.get(name, COMMON_BOUNDS.get(name))
     choices = entry.choices.get(name)
     doc = _doc_types(doc_type)

@@ -45,6 +45,11 @@ class PyODDetector(adpipe.Detector):
     model_: Any = None
     n_features_in_: int | None = None
 
+    @classmethod
+    def key_params(cls) -> tuple[str, ...]:
+        """The parameters worth setting first (written as values into the config group file)."""
+        return cls.entry.key if cls.entry else ()
+
     # -- building the PyOD object -------------------------------------------------------
     @classmethod
     def pyod_class(cls) -> type:
@@ -86,9 +91,8 @@ class PyODDetector(adpipe.Detector):
         try:
             return pyod_cls(**kwargs)
         except (ValueError, TypeError) as exc:
-            shown = {k: v for k, v in kwargs.items() if k not in self.entry.specs}
             raise adpipe.ConfigError(
-                f"detector '{self.name}' rejects its parameters {shown}: {exc}",
+                f"detector '{self.name}' rejects this combination of parameters: {exc}",
                 hint=self.entry.note or f"see `adpipe plugins show {self.name}`",
             ) from exc
 
@@ -143,6 +147,7 @@ def _doc(entry: Entry) -> str:
         entry.summary,
         "",
         f"Wraps PyOD's ``pyod.models.{entry.module}.{entry.cls}``. Reference: {entry.reference}.",
+        "",
     ]
     if entry.fixed:
         lines.append("Fixed: " + ", ".join(f"{k}={v!r}" for k, v in entry.fixed.items()) + ".")
@@ -150,7 +155,7 @@ def _doc(entry: Entry) -> str:
         lines.append(entry.note)
     if entry.requires:
         lines.append(f"Needs {', '.join(entry.requires)}: {entry.install_hint}.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _make_class(entry: Entry) -> type[PyODDetector]:

@@ -10,7 +10,7 @@ in ``fit``, not at module import.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import numpy as np
 
@@ -28,6 +28,12 @@ class _SklearnDetector(adpipe.Detector):
 
     model_: Any = None
     n_features_in_: int | None = None
+    _key: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def key_params(cls) -> tuple[str, ...]:
+        """The parameters worth setting first (written as values into the config group file)."""
+        return cls._key
 
     def make_model(self):
         raise NotImplementedError
@@ -61,6 +67,7 @@ class IsolationForest(_SklearnDetector):
     """
 
     name = "isolation_forest"
+    _key = ("n_estimators", "max_samples", "max_features")
 
     class Params(adpipe.Params):
         n_estimators: int = adpipe.Field(100, ge=1, description="Number of trees in the forest.")
@@ -92,6 +99,7 @@ class LocalOutlierFactor(_SklearnDetector):
     """
 
     name = "local_outlier_factor"
+    _key = ("n_neighbors",)
 
     class Params(adpipe.Params):
         n_neighbors: int = adpipe.Field(
@@ -126,6 +134,7 @@ class OneClassSVM(_SklearnDetector):
     """
 
     name = "one_class_svm"
+    _key = ("kernel", "nu", "gamma")
 
     class Params(adpipe.Params):
         kernel: Literal["linear", "poly", "rbf", "sigmoid"] = adpipe.Field("rbf", description="Kernel function.")
@@ -161,6 +170,7 @@ class EllipticEnvelope(_SklearnDetector):
     """
 
     name = "elliptic_envelope"
+    _key = ("support_fraction",)
 
     class Params(adpipe.Params):
         store_precision: bool = adpipe.Field(True, description="Store the estimated precision matrix.")

@@ -91,7 +91,7 @@ class CategoricalEncoder(adpipe.Preprocessor):
 
 
 class OneHot(CategoricalEncoder):
-    """One-hot encode categorical columns into 0/1 columns named like ``merchant=grocery`` (sklearn OneHotEncoder).
+    """One-hot encode categorical columns into 0/1 columns named like merchant=grocery (sklearn OneHotEncoder).
 
     Categories unseen in training encode as all zeros (a pattern no training
     row has); missing values are a category of their own (``merchant=nan``);

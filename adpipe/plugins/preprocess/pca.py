@@ -23,7 +23,7 @@ from adpipe.plugins.preprocess.scalers import COLUMNS_DOC
 
 
 class PCA(adpipe.Preprocessor):
-    """Project numeric columns onto their principal components ``pc0, pc1, ...`` (sklearn PCA).
+    """Project numeric columns onto their principal components pc0, pc1, ... (sklearn PCA).
 
     The components replace the projected columns; other columns pass through.
     PCA centres but does not scale: put a scaler before it when columns have

@@ -82,7 +82,7 @@ def column_type(dtype: Any, is_key: bool, dialect: str) -> sa.types.TypeEngine:
 def keyed_table(name: str, schema: str | None, frame: pd.DataFrame, key: list[str], dialect: str) -> sa.Table:
     """The table definition for ``frame``: a column per frame column, primary key on ``key``."""
     columns = [
-        sa.Column(str(c), column_type(frame[c].dtype, c in key, dialect), primary_key=c in key, autoincrement=False)
+        sa.Column(c, column_type(frame[c].dtype, c in key, dialect), primary_key=c in key, autoincrement=False)
         for c in frame.columns
     ]
     return sa.Table(name, sa.MetaData(), *columns, schema=schema)
@@ -92,7 +92,9 @@ def ensure_table(engine: sa.Engine, name: str, schema: str | None, frame: pd.Dat
     """Reflect the table, or create it from ``frame``'s dtypes with a primary key on ``key``."""
     inspector = sa.inspect(engine)
     if schema and not inspector.has_schema(schema):
-        raise SinkError(f"The database has no schema '{schema}'.", hint=f"create it (CREATE SCHEMA {schema}) or fix `schema`")
+        raise SinkError(
+            f"The database has no schema '{schema}'.", hint=f"create it (CREATE SCHEMA {schema}) or fix the sink's `schema`"
+        )
     if not inspector.has_table(name, schema=schema):
         keyed_table(name, schema, frame, key, engine.dialect.name).metadata.create_all(engine, checkfirst=True)
     return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)

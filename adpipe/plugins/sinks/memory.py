@@ -37,4 +37,4 @@ class MemorySink(adpipe.Sink):
         return pd.concat(frames) if frames else pd.DataFrame()
 
     def outputs(self) -> list[str]:
-        return ["memory"]
+        return []  # nothing on disk (the engine puts the run summary beside file outputs)

@@ -64,6 +64,7 @@ class ParquetSink(FileSink):
         self._writer = None  # created on the first frame: its schema comes from that frame
 
     def _write(self, frame: pd.DataFrame) -> None:
+        frame = frame.rename(columns=str)  # Arrow and Parquet name columns with strings
         try:
             if self._writer is None:
                 schema = first_schema(frame)

@@ -79,11 +79,12 @@ class SqlSink(adpipe.Sink):
 
         if self.engine is None:
             raise SinkError("The sql sink was written to before open().", hint="call open(context) first")
+        frame = frame.rename(columns=str)  # SQL names columns with strings
         missing = [k for k in self.key if k not in frame.columns]
         if missing:
             raise SinkError(
                 f"Result frame for table '{self.qualified_table}' lacks key column(s) {missing}; "
-                f"it has {list(map(str, frame.columns))}.",
+                f"it has {list(frame.columns)}.",
                 hint="the sink's `key` must name columns of the output (the id columns)",
             )
         if frame.empty:
@@ -99,7 +100,7 @@ class SqlSink(adpipe.Sink):
             if self.table is None:
                 self.table = _sql.ensure_table(self.engine, self.params.table, self.params.db_schema, frame, self.key)
                 self._on_conflict = _sql.unique_on(self.table, self.key)
-            extra = [str(c) for c in frame.columns if str(c) not in self.table.c]
+            extra = [c for c in frame.columns if c not in self.table.c]
             if extra:
                 raise SinkError(
                     f"Table '{self.qualified_table}' has no column(s) {extra} for this output.",

@@ -9,7 +9,7 @@ from adpipe.plugins.thresholds._common import CutoffThreshold
 
 
 class Contamination(CutoffThreshold):
-    """Flag about the share ``contamination`` of records: cut-off at the (1 - c) quantile of training probabilities.
+    """Flag about a share c of records: cut-off at the (1 - c) quantile of the training probabilities.
 
     The cut-off is the training probability ``t`` for which the share of
     training rows with ``probability >= t`` is closest to ``c`` (a tie goes to
