@@ -211,6 +211,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = list(results[0]["runners"])
     labels = [f"{r['rows']:,}" for r in results]
@@ -228,6 +229,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_title(title)
         if key == "median_s":
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=8)
     fig.suptitle("adpipe run vs hand-written pandas + scikit-learn (CSV -> scaler -> Isolation Forest -> Parquet)")
     fig.tight_layout()

@@ -92,11 +92,26 @@ def basic_config(data: str = "data.csv", out: str = "out/scores.csv", **extra: A
     return cfg
 
 
+GROUPED_CONFIG = """\
+defaults:
+  - detector: iforest
+  - _self_
+source: {type: csv, path: data.csv}
+threshold: {type: contamination, contamination: 0.1}
+sinks:
+  - {type: csv, path: out/scores.csv}
+"""
+
+
 @pytest.fixture
 def project(tmp_path: Path, make_csv) -> Path:
-    """tmp_path holding data.csv (300 rows: id, f0..f2) and pipe.yaml scoring it into out/scores.csv."""
+    """tmp_path holding data.csv (300 rows: id, f0..f2) and pipe.yaml scoring it into out/scores.csv.
+
+    pipe.yaml picks its detector from the packaged config group (``defaults: [detector: iforest]``),
+    so ``detector=lof`` switches it, as in the README.
+    """
     make_csv()
-    write_yaml(tmp_path / "pipe.yaml", basic_config())
+    write_yaml(tmp_path / "pipe.yaml", GROUPED_CONFIG)
     return tmp_path
 
 

@@ -56,6 +56,12 @@ def test_packaged_group_option_parameters_can_be_overridden(tmp_path):
 
 
 def test_group_override_of_an_inline_stage_picks_the_plugin_with_defaults(tmp_path):
+    """README: `detector=lof` picks a config group "from a config anywhere on disk".
+
+    A config whose detector is written inline (no defaults list) cannot switch detectors at all:
+    `detector=ecod` is refused by Hydra (not in the defaults list) and the suggested `+detector=ecod`
+    merges ecod's group into the inline iforest parameters (unknown key n_estimators for ecod).
+    """
     path = write_yaml(tmp_path / "pipe.yaml", basic_config())
     cfg = load_config(path, ["detector=ecod"])
     assert cfg.detector.type == "ecod"
@@ -196,6 +202,7 @@ def test_out_of_range_parameter_names_path_value_and_range(tmp_path):
     err = config_error(path, ["detector.n_estimators=-5"])
     text = str(err)
     assert "fraud.yaml" in text and "detector.n_estimators" in text and "-5" in text and ">= 1" in text
+    assert err.hint and "adpipe plugins show iforest" in err.hint, "the how-to-fix part belongs in the hint"
 
 
 def test_wrong_type_parameter(tmp_path):

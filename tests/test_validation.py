@@ -160,3 +160,15 @@ def test_require_columns_names_the_missing_ones():
 def test_text_columns_in():
     frame = pd.DataFrame({"num": [1, 2], "txt": ["x", "y"], "mixed": ["1", "y"], "none": [None, None]})
     assert validation.text_columns_in(frame, ["num", "txt", "mixed", "none"]) == ["txt"]
+
+
+def test_missing_timestamp_is_not_turned_into_a_huge_number():
+    """A datetime feature column (parquet keeps timestamps) with a missing value (NaT).
+
+    The NaT cell must count as missing (rejected under ``drop``), not silently become
+    -9.2e18 (the int64 minimum pandas uses for NaT).
+    """
+    frame = pd.DataFrame({"when": pd.to_datetime(["2024-01-01", None, "2024-01-03"]), "x": [1.0, 2.0, 3.0]})
+    checked = validation.check(frame, ["when", "x"], policy="drop", allow_nan=False)
+    assert np.abs(checked.numeric).max() < 1e18, checked.numeric
+    assert len(checked.rejected) == 1 and "missing" in checked.rejected[REJECT_REASON].iloc[0]

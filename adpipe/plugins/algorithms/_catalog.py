@@ -116,6 +116,9 @@ class Entry:
     install_hint: str | None = None
     min_features: int = 1
     max_features: int | None = None
+    #: PyOD scores a batch of new rows *as a set* (see :data:`BATCH_SCORING`): None, "with_training"
+    #: (adpipe appends each block of new rows to the training rows) or "blocks" (PyOD does that itself)
+    batch_scoring: str | None = None
     #: (warning category name, message regex) silenced during fit/score
     quiet: tuple[tuple[str, str], ...] = ()
     #: Python class name of the adpipe wrapper (default: the PyOD class name)
@@ -151,14 +154,16 @@ CATALOG: tuple[Entry, ...] = (
           fixed={"novelty": True}, exclude={"novelty": "always True: adpipe scores new data with the fitted model"}),
     Entry("cof", "cof", "COF", "Connectivity-based Outlier Factor (LOF with chaining distance).",
           "Tang et al., PAKDD 2002", key=("n_neighbors", "method"), bounds={"n_neighbors": {"ge": 2}},
-          choices={"method": ("fast", "memory")}),
+          choices={"method": ("fast", "memory")},
+          batch_scoring="with_training"),
     Entry("abod", "abod", "ABOD", "Angle-based outlier detection (variance of angles to the neighbours).",
           "Kriegel, Schubert & Zimek, KDD 2008", key=("n_neighbors", "method"), bounds={"n_neighbors": {"ge": 2}},
           choices={"method": ("fast", "default"), "algorithm": _KNN_ALGO}),
     Entry("sod", "sod", "SOD", "Subspace outlier detection in axis-parallel subspaces of shared neighbours.",
           "Kriegel et al., PAKDD 2009", key=("n_neighbors", "ref_set", "alpha"),
           bounds={"n_neighbors": {"ge": 2}, "ref_set": {"ge": 1}, "alpha": {"gt": 0, "lt": 1}},
-          choices={"algorithm": _KNN_ALGO}, note="`ref_set` must be smaller than `n_neighbors`."),
+          choices={"algorithm": _KNN_ALGO}, note="`ref_set` must be smaller than `n_neighbors`.",
+          batch_scoring="with_training"),
     Entry("sampling", "sampling", "Sampling", "Distance to a small random sample of the training data.",
           "Sugiyama & Borgwardt, NeurIPS 2013", key=("subset_size",), types={"subset_size": SUBSET_SIZE}),
     Entry("inne", "inne", "INNE", "Isolation using nearest-neighbour ensembles (hypersphere isolation).",
@@ -166,12 +171,15 @@ CATALOG: tuple[Entry, ...] = (
           types={"max_samples": MAX_SAMPLES}),
     Entry("loci", "loci", "LOCI", "Local correlation integral (multi-granularity deviation factor); O(n^3), small data only.",
           "Papadimitriou et al., ICDE 2003", key=("alpha", "k"),
-          types={"alpha": Annotated[float, Field(gt=0, le=1)]}, bounds={"k": {"gt": 0}}),
+          types={"alpha": Annotated[float, Field(gt=0, le=1)]}, bounds={"k": {"gt": 0}},
+          batch_scoring="with_training"),
     # -- probabilistic / statistical -------------------------------------------------
     Entry("ecod", "ecod", "ECOD", "Empirical-CDF-based outlier detection (parameter-free, per-feature tails).",
-          "Li et al., TKDE 2022"),
+          "Li et al., TKDE 2022",
+          batch_scoring="blocks"),
     Entry("copod", "copod", "COPOD", "Copula-based outlier detection (parameter-free, empirical copula tails).",
-          "Li et al., ICDM 2020"),
+          "Li et al., ICDM 2020",
+          batch_scoring="blocks"),
     Entry("hbos", "hbos", "HBOS", "Histogram-based outlier score (features treated as independent).",
           "Goldstein & Dengel, KI 2012", key=("n_bins", "alpha", "tol"), types={"n_bins": N_BINS},
           bounds={"alpha": {"gt": 0, "lt": 1}, "tol": {"gt": 0, "lt": 1}}),
@@ -196,11 +204,13 @@ CATALOG: tuple[Entry, ...] = (
           "Fang & Ma, Journal of Complexity 2001"),
     Entry("sos", "sos", "SOS", "Stochastic outlier selection (affinity-based outlier probability); O(n^2) memory.",
           "Janssens et al., Tilburg University TR 2012", key=("perplexity",),
-          bounds={"perplexity": {"gt": 0}, "eps": {"gt": 0}}),
+          bounds={"perplexity": {"gt": 0}, "eps": {"gt": 0}},
+          batch_scoring="with_training"),
     Entry("cd", "cd", "CD", "Cook's distance of each row in regressions of every feature on the others.",
           "Cook, Technometrics 1977", min_features=2,
           exclude={"model": _ESTIMATOR + " (PyOD's default LinearRegression is used)"},
-          note="Needs at least two feature columns."),
+          note="Needs at least two feature columns.",
+          batch_scoring="with_training"),
     # -- linear models / subspace ----------------------------------------------------
     Entry("pca", "pca", "PCA", "Principal component analysis: weighted distance to the principal subspace.",
           "Shyu et al., ICDM workshop 2003", key=("n_components", "n_selected_components", "standardization"),
@@ -221,7 +231,8 @@ CATALOG: tuple[Entry, ...] = (
           bounds={"nu": {"gt": 0, "le": 1}, "degree": {"ge": 0}, "cache_size": {"gt": 0}, "max_iter": {"ge": -1}}),
     Entry("lmdd", "lmdd", "LMDD", "Linear method for deviation-based outlier detection (smoothing factor).",
           "Arning, Agrawal & Raghavan, KDD 1996", key=("n_iter", "dis_measure"), bounds={"n_iter": {"ge": 1}},
-          choices={"dis_measure": ("aad", "var", "iqr")}),
+          choices={"dis_measure": ("aad", "var", "iqr")},
+          batch_scoring="with_training"),
     Entry("rgraph", "rgraph", "RGraph", "R-graph: random walks on an elastic-net self-representation graph.",
           "You, Robinson & Vidal, CVPR 2017", key=("transition_steps", "n_nonzero", "gamma"),
           bounds={"transition_steps": {"ge": 1}, "n_nonzero": {"ge": 1}, "gamma": {"gt": 0},
@@ -256,7 +267,8 @@ CATALOG: tuple[Entry, ...] = (
           types={"local_max_features": Annotated[float, Field(gt=0, le=1)]},
           specs={"detector_list": Spec(True, [{"type": "lof", "n_neighbors": k} for k in (15, 20, 25, 35)],
                                        "Base detectors (at least two), each " + _SPEC_EXAMPLE + ".")},
-          quiet=(("UserWarning", "The number of histogram bins is greater than the number of classifiers"),)),
+          quiet=(("UserWarning", "The number of histogram bins is greater than the number of classifiers"),),
+          batch_scoring="blocks"),
     Entry("suod", "suod", "SUOD", "SUOD: accelerated training and scoring of a heterogeneous detector ensemble.",
           "Zhao et al., MLSys 2021", key=("base_estimators", "combination"),
           choices={"combination": ("average", "maximization"),
@@ -272,7 +284,8 @@ CATALOG: tuple[Entry, ...] = (
           quiet=(("FutureWarning", "The default value of `copy`"),),
           note="Unimodal data forms no cluster (HDBSCAN does not allow a single cluster), so every row scores 1."),
     Entry("rod", "rod", "ROD", "Rotation-based outlier detection (3-D subspace volumes); parameter-free.",
-          "Almardeny, Boujnah & Cleary, TKDE 2020"),
+          "Almardeny, Boujnah & Cleary, TKDE 2020",
+          batch_scoring="with_training"),
     # -- neural networks (need torch) --------------------------------------------------
     Entry("auto_encoder", "auto_encoder", "AutoEncoder", "Fully connected autoencoder: reconstruction error.",
           "Aggarwal, Outlier Analysis (2015), ch. 3", key=("hidden_neuron_list", "epoch_num", "batch_size", "lr"),

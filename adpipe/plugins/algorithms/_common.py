@@ -26,7 +26,9 @@ def as_matrix(X, name: str) -> np.ndarray:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
         raise adpipe.DataError(f"detector '{name}' needs a 2-D feature matrix, got shape {arr.shape}.")
-    return arr
+    # C order always: numba-compiled PyOD code compiles once per memory layout, and frames
+    # converted from pandas are often Fortran-ordered
+    return np.ascontiguousarray(arr)
 
 
 def check_fitted(det, name: str) -> None:

@@ -82,6 +82,8 @@ def build_params(entry: Entry, owner: type) -> type[adpipe.Params]:
             fields[p.name] = (annotation, Field(..., description=description))
         else:
             fields[p.name] = (annotation, Field(default, description=description))
+    if entry.batch_scoring:
+        fields[BLOCK_PARAM] = (Optional[Annotated[int, Field(ge=1)]], Field(None, description=_block_description(entry)))
     model = create_model(
         f"{owner.__name__}Params",
         __base__=adpipe.Params,
@@ -91,6 +93,26 @@ def build_params(entry: Entry, owner: type) -> type[adpipe.Params]:
     )
     model.__qualname__ = f"{owner.__qualname__}.Params"
     return model
+
+
+#: adpipe's own parameter of detectors whose PyOD class scores a batch as a set
+BLOCK_PARAM = "score_block_rows"
+
+
+def _block_description(entry: Entry) -> str:
+    how = (
+        "PyOD's class has no model of the training data to score new rows with (it scores a batch "
+        "only against itself), so adpipe appends each block of this many new rows to the training "
+        "rows and keeps the block's scores."
+        if entry.batch_scoring == "with_training"
+        else "PyOD's class scores a batch together with the training rows, so a large batch would "
+        "outweigh the training data; adpipe scores the batch in blocks of this many rows."
+    )
+    return (
+        f"adpipe parameter (not PyOD's). {how} A row's score then depends on at most this many other "
+        "new rows; 1 makes scores independent of the batch but is slowest. "
+        "null = auto: max(1, min(1000, training rows // 20))."
+    )
 
 
 def _show(value: Any) -> str:

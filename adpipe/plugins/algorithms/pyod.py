@@ -32,7 +32,7 @@ from adpipe.plugins.algorithms._common import (
     scores_1d,
 )
 from adpipe.plugins.algorithms._introspect import class_info
-from adpipe.plugins.algorithms._params import LazyParams
+from adpipe.plugins.algorithms._params import BLOCK_PARAM, LazyParams
 
 
 class PyODDetector(adpipe.Detector):
@@ -44,6 +44,8 @@ class PyODDetector(adpipe.Detector):
 
     model_: Any = None
     n_features_in_: int | None = None
+    #: copy of the training rows, kept by detectors whose PyOD class scores a batch as a set
+    X_train_: np.ndarray | None = None
 
     @classmethod
     def key_params(cls) -> tuple[str, ...]:
@@ -68,7 +70,7 @@ class PyODDetector(adpipe.Detector):
     def pyod_kwargs(self, X: np.ndarray | None = None) -> dict[str, Any]:
         """Keyword arguments for the PyOD constructor."""
         entry = self.entry
-        kwargs = self.params.model_dump()
+        kwargs = self.params.model_dump(exclude={BLOCK_PARAM})
         for name in entry.specs:
             value = kwargs.get(name)
             if value is not None:
@@ -106,6 +108,8 @@ class PyODDetector(adpipe.Detector):
         self.model_ = model
         self.n_features_in_ = X.shape[1]
         self.training_scores_ = scores_1d(model.decision_scores_, X.shape[0], self.name)
+        if self.entry.batch_scoring == "with_training":
+            self.X_train_ = X.copy()
         return self
 
     def score(self, X) -> np.ndarray:
@@ -114,9 +118,30 @@ class PyODDetector(adpipe.Detector):
         check_width(self.n_features_in_, X, self.name)
         if X.shape[0] == 0:
             return np.empty(0, dtype=float)
+        mode = self.entry.batch_scoring
         with model_errors(self.name, "score", X), quiet(self.entry.quiet):
-            scores = self.model_.decision_function(X)
+            if mode is None:
+                scores = self.model_.decision_function(X)
+            else:
+                block = self.block_rows()
+                parts = []
+                for start in range(0, X.shape[0], block):
+                    chunk = X[start : start + block]
+                    if mode == "with_training":
+                        part = self.model_.decision_function(np.vstack([self.X_train_, chunk]))[-len(chunk) :]
+                    else:
+                        part = self.model_.decision_function(chunk)
+                    parts.append(np.asarray(part, dtype=float).reshape(-1))
+                scores = np.concatenate(parts)
         return scores_1d(scores, X.shape[0], self.name)
+
+    def block_rows(self) -> int:
+        """Rows scored per PyOD call by detectors that score a batch as a set."""
+        block = getattr(self.params, BLOCK_PARAM, None)
+        if block is None:
+            n_train = len(self.training_scores_) if self.training_scores_ is not None else 0
+            block = max(1, min(1000, n_train // 20))
+        return block
 
     def _check_data(self, X: np.ndarray) -> None:
         entry = self.entry

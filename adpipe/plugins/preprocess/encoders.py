@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import preprocessing as skp
 
 import adpipe
 from adpipe.plugins.preprocess._common import (
@@ -106,6 +105,7 @@ class OneHot(CategoricalEncoder):
 
     def make_encoder(self) -> Any:
         p = self.params
+        from sklearn import preprocessing as skp  # imported on use: plugin discovery stays fast
         return skp.OneHotEncoder(
             handle_unknown="ignore",
             sparse_output=False,
@@ -147,6 +147,7 @@ class Ordinal(CategoricalEncoder):
 
     def make_encoder(self) -> Any:
         p = self.params
+        from sklearn import preprocessing as skp  # imported on use: plugin discovery stays fast
         return skp.OrdinalEncoder(
             handle_unknown="use_encoded_value",
             unknown_value=-1,

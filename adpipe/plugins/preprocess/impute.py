@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.impute import SimpleImputer
 
 import adpipe
 from adpipe.plugins.preprocess._common import (
@@ -57,6 +56,7 @@ class Impute(adpipe.Preprocessor):
                     f"so strategy={p.strategy!r} has nothing to learn from.",
                     hint="use strategy: constant, or leave these columns out",
                 )
+        from sklearn.impute import SimpleImputer  # imported on use: plugin discovery stays fast
         imputer = SimpleImputer(strategy=p.strategy, fill_value=p.fill_value, keep_empty_features=True)
         self.imputer_ = fit_sklearn(self.name, imputer, X)
         self.columns_ = columns

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 import pandas as pd
-from sklearn.decomposition import PCA as SkPCA
 
 import adpipe
 from adpipe.plugins.preprocess._common import (
@@ -48,6 +47,7 @@ class PCA(adpipe.Preprocessor):
     def fit(self, frame: pd.DataFrame) -> "PCA":
         p = self.params
         columns = select_columns(self.name, p.columns, frame)
+        from sklearn.decomposition import PCA as SkPCA  # imported on use: plugin discovery stays fast
         model = SkPCA(
             n_components=p.n_components, whiten=p.whiten, svd_solver=p.svd_solver, random_state=p.random_state
         )

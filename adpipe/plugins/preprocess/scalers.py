@@ -6,7 +6,6 @@ from typing import Any
 
 import pandas as pd
 from pydantic import field_validator
-from sklearn import preprocessing as skp
 
 import adpipe
 from adpipe.plugins.preprocess._common import (
@@ -55,6 +54,7 @@ class StandardScaler(SklearnColumnStage):
         with_std: bool = adpipe.Field(True, description="divide by the training standard deviation")
 
     def make_transformer(self) -> Any:
+        from sklearn import preprocessing as skp  # imported on use: plugin discovery stays fast
         return skp.StandardScaler(with_mean=self.params.with_mean, with_std=self.params.with_std)
 
 
@@ -79,6 +79,7 @@ class MinMaxScaler(SklearnColumnStage):
             return v
 
     def make_transformer(self) -> Any:
+        from sklearn import preprocessing as skp  # imported on use: plugin discovery stays fast
         return skp.MinMaxScaler(feature_range=self.params.feature_range, clip=self.params.clip)
 
 
@@ -104,6 +105,7 @@ class RobustScaler(SklearnColumnStage):
 
     def make_transformer(self) -> Any:
         p = self.params
+        from sklearn import preprocessing as skp  # imported on use: plugin discovery stays fast
         return skp.RobustScaler(
             with_centering=p.with_centering,
             with_scaling=p.with_scaling,
