@@ -8,6 +8,8 @@ then in the groups shipped with adpipe (``adpipe/configs/<kind>/``).
 
 from __future__ import annotations
 
+import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -164,13 +166,41 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
             cfg = hydra_compose(config_name=path.name, overrides=[*overrides, search])
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"{path}: {_hydra_message(exc)}", hint=_hydra_hint(exc, path)) from None
+        text = " ".join(str(exc).split())
+        missing_option = re.search(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*?) Config", text)
+        if missing_option:
+            group, option, options = missing_option.groups()
+            raise ConfigError(f"{path}: {group}={option}: there is no '{option}' config in the '{group}' group.",
+                              hint=suggest(option, options.split())) from None
+        bad_key = re.search(r"Could not override '([^']+)'", text)
+        if bad_key:
+            raise ConfigError(f"{path}: cannot override '{bad_key.group(1)}': the config has no such key.",
+                              hint=_key_hint(path, overrides, bad_key.group(1))) from None
+        raise ConfigError(f"{path}: {text}", hint=_hydra_hint(exc, path)) from None
     except Exception as exc:  # YAML syntax errors surface as yaml.YAMLError
         raise ConfigError(f"{path}: cannot read the config: {exc}", hint="check the YAML syntax") from None
 
 
-def _hydra_message(exc: Exception) -> str:
-    return " ".join(str(exc).split())
+def _key_hint(path: Path, overrides, key: str) -> str:
+    """Did-you-mean for an override of a key that does not exist (looks at the plugin's Params too)."""
+    rest = [o for o in overrides if not o.lstrip("~+").startswith(key + "=")]
+    parent, _, leaf = key.rpartition(".")
+    add = f"to add it anyway: +{key}=..."
+    try:
+        node = compose(path, rest)
+        for part in filter(None, parent.split(".")):
+            node = node[int(part)] if isinstance(node, list) else node[part]
+    except (ConfigError, KeyError, IndexError, ValueError, TypeError):
+        return add
+    keys = list(node) if isinstance(node, dict) else []
+    if isinstance(node, dict) and isinstance(node.get("type"), str):
+        kind = STAGES.get(parent) or STAGE_LISTS.get(parent.split(".")[0]) or ""
+        if (kind, node["type"]) in get_registry():
+            keys += [f.alias or n for n, f in get_registry().get(kind, node["type"]).Params.model_fields.items()]
+    close = difflib.get_close_matches(leaf, sorted(set(keys)), n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {' or '.join(repr(f'{parent}.{c}' if parent else c) for c in close)}? ({add})"
+    return add
 
 
 def _hydra_hint(exc: Exception, path: Path) -> str:
@@ -305,19 +335,27 @@ def _resolve_paths(model: type[BaseModel], values: dict, base_dir: Path) -> dict
 
 def describe_field(field) -> str:
     """A short 'what is allowed' text from a pydantic field: type, range, description."""
-    parts = [_type_name(field.annotation)]
-    for meta in field.metadata:
+    text = " ".join([_type_name(field.annotation), *_bounds(field.metadata)])
+    return f"{text} ({field.description})" if field.description else text
+
+
+def _bounds(metadata) -> list[str]:
+    out = []
+    for meta in metadata:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             if getattr(meta, attr, None) is not None:
-                parts.append(f"{sym} {getattr(meta, attr)}")
-    text = " ".join(parts)
-    return f"{text} ({field.description})" if field.description else text
+                out.append(f"{sym} {getattr(meta, attr)}")
+        out += _bounds(getattr(meta, "metadata", None) or [])  # FieldInfo inside Annotated
+    return out
 
 
 def _type_name(annotation: Any) -> str:
     if annotation is None or annotation is type(None):
         return "None"
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(annotation)
+        return " ".join([_type_name(base), *_bounds(meta)])
     if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):
