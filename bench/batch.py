@@ -109,8 +109,8 @@ def adpipe_command() -> list[str]:
 
 
 # --------------------------------------------------------------------------- measuring
-def measure(cmd: list[str], log: Path) -> tuple[float, float]:
-    """Run ``cmd`` as a child; return (wall seconds, peak RSS MB of that child)."""
+def measure(cmd: list[str], log: Path) -> tuple[float, float, float]:
+    """Run ``cmd`` as a child; return (wall seconds, peak RSS MB, CPU seconds user + system) of that child."""
     with open(log, "w") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -120,7 +120,7 @@ def measure(cmd: list[str], log: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
     rss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 1024**2  # KiB on Linux
-    return wall, rss
+    return wall, rss, usage.ru_utime + usage.ru_stime
 
 
 def warm(path: Path) -> None:
@@ -166,12 +166,15 @@ def bench_size(rows: int, repeat: int, data_dir: Path, detectors: list[str]) -> 
     warm(csv)
     times: dict[str, list[float]] = {k: [] for k in runners}
     rss: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
     for r in range(repeat):  # interleaved, so drift in machine load hits every runner alike
         for name, cmd in runners.items():
-            wall, peak = measure(cmd, logs / f"{name}_{rows}_{r}.log")
+            wall, peak, used = measure(cmd, logs / f"{name}_{rows}_{r}.log")
             times[name].append(wall)
             rss[name].append(peak)
-            print(f"  {rows:>9,} rows  {name:<26} run {r + 1}/{repeat}: {wall:7.2f} s  {peak:7.0f} MB",
+            cpu[name].append(used)
+            print(f"  {rows:>9,} rows  {name:<26} run {r + 1}/{repeat}: {wall:7.2f} s  {used:7.2f} s CPU  "
+                  f"{peak:7.0f} MB",
                   file=sys.stderr, flush=True)
     result = {
         "rows": rows,
@@ -181,6 +184,8 @@ def bench_size(rows: int, repeat: int, data_dir: Path, detectors: list[str]) -> 
         "runners": {
             name: {"seconds": [round(t, 3) for t in times[name]],
                    "median_s": round(statistics.median(times[name]), 3),
+                   "cpu_s": [round(t, 3) for t in cpu[name]],
+                   "median_cpu_s": round(statistics.median(cpu[name]), 3),
                    "peak_rss_mb": round(max(rss[name]), 1)}
             for name in runners
         },
@@ -189,6 +194,7 @@ def bench_size(rows: int, repeat: int, data_dir: Path, detectors: list[str]) -> 
     for name, r in result["runners"].items():
         if name != "handwritten":
             r["time_ratio"] = round(r["median_s"] / base["median_s"], 3)
+            r["cpu_ratio"] = round(r["median_cpu_s"] / base["median_cpu_s"], 3)
             r["rss_ratio"] = round(r["peak_rss_mb"] / base["peak_rss_mb"], 3)
     if rows <= SAMPLE_ROWS:  # same training rows: the outputs must agree
         result["parity"] = {det: parity(hand_out, out / f"adpipe_{det}_{rows}.parquet") for det in detectors}
@@ -197,11 +203,13 @@ def bench_size(rows: int, repeat: int, data_dir: Path, detectors: list[str]) -> 
 
 # --------------------------------------------------------------------------- reporting
 def table(results: list[dict]) -> str:
-    head = f"{'rows':>10}  {'runner':<26} {'median s':>9} {'x hand':>7} {'peak RSS MB':>12} {'x hand':>7}"
+    head = (f"{'rows':>10}  {'runner':<26} {'wall s':>8} {'x hand':>7} {'CPU s':>8} {'x hand':>7} "
+            f"{'peak RSS MB':>12} {'x hand':>7}")
     lines = [head, "-" * len(head)]
     for res in results:
         for name, r in res["runners"].items():
-            lines.append(f"{res['rows']:>10,}  {name:<26} {r['median_s']:>9.2f} {r.get('time_ratio', 1.0):>7.2f} "
+            lines.append(f"{res['rows']:>10,}  {name:<26} {r['median_s']:>8.2f} {r.get('time_ratio', 1.0):>7.2f} "
+                         f"{r['median_cpu_s']:>8.2f} {r.get('cpu_ratio', 1.0):>7.2f} "
                          f"{r['peak_rss_mb']:>12.0f} {r.get('rss_ratio', 1.0):>7.2f}")
     return "\n".join(lines)
 

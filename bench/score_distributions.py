@@ -41,39 +41,39 @@ DEFAULT_DATASETS = ("14_glass", "45_wine", "21_Lymphography")
 SCALE = {
     "isolation_forest": "minus sklearn's score_samples: 2^(-mean path length / c(n)); about 0.35-0.5 for inliers, up to 1",
     "local_outlier_factor": "local outlier factor: about 1 for inliers, > 1 for outliers, unbounded",
-    "one_class_svm": "minus the unshifted SVM decision function; negative inside the support, unit-less",
-    "elliptic_envelope": "squared robust Mahalanobis distance, >= 0 (chi-square-like, ~ n_features for inliers)",
+    "one_class_svm": "minus sklearn's score_samples (the unshifted decision function): negative here, closer to 0 = further outside the support",
+    "elliptic_envelope": "squared robust Mahalanobis distance, >= 0, with a heavy upper tail",
     "knn": "distance to the k-th nearest neighbour, >= 0, in feature units",
     "avg_knn": "mean distance to the k nearest neighbours, >= 0, in feature units",
     "median_knn": "median distance to the k nearest neighbours, >= 0, in feature units",
     "lof": "local outlier factor: about 1 for inliers, > 1 for outliers, unbounded",
     "cof": "connectivity-based outlier factor: about 1 for inliers, > 1 for outliers",
-    "abod": "minus the variance of weighted angles: <= 0, outliers close to 0, tiny magnitudes",
+    "abod": "minus the variance of the weighted angles to other rows: <= 0, outliers close to 0; magnitudes span orders of magnitude",
     "sod": "subspace deviation, >= 0",
     "sampling": "distance to the nearest row of a random subset, >= 0, in feature units",
     "inne": "isolation score in [0, 1]",
-    "loci": "multi-granularity deviation factor over its standard deviation, >= 0",
+    "loci": "MDEF / sigma_MDEF at the most deviating radius: about 0 (can be negative) for inliers, around k = 3 and above for outliers",
     "ecod": "sum over features of -log tail probabilities, >= 0, grows with the number of features",
     "copod": "sum over features of -log copula tail probabilities, >= 0, grows with the number of features",
-    "hbos": "sum over features of -log histogram density, grows with the number of features",
-    "loda": "mean -log density over random projections",
+    "hbos": "sum over features of -log histogram density; any sign, grows with the number of features",
+    "loda": "weighted mean over random 1-D projections of -log histogram density; small positive values",
     "gmm": "negative log-likelihood under the mixture; any sign",
     "kde": "negative log-density; any sign",
     "mad": "modified z-score |x - median| / (1.4826 MAD), >= 0 (univariate)",
-    "mcd": "squared robust Mahalanobis distance, >= 0",
-    "qmcd": "quasi-Monte-Carlo discrepancy change; tiny range, any sign",
+    "mcd": "squared robust Mahalanobis distance, >= 0, with a heavy upper tail",
+    "qmcd": "wrap-around discrepancy change; negative here, with a range tiny compared with its magnitude",
     "sos": "outlier probability in [0, 1]",
     "cd": "mean Cook's distance over the per-feature regressions, >= 0",
-    "pca": "sum of squared projections on the principal axes weighted by 1/eigenvalue, >= 0",
-    "kpca": "reconstruction error in the kernel feature space, >= 0, small",
-    "ocsvm": "minus the SVM decision function; negative inside the support, unit-less",
-    "lmdd": "smoothing factor (dissimilarity reduction), >= 0, large range",
+    "pca": "sum of the distances to the selected eigenvectors, each divided by its explained-variance ratio; >= 0, large",
+    "kpca": "reconstruction error in the kernel feature space, >= 0 (about [0, 1] with the rbf kernel)",
+    "ocsvm": "minus sklearn's decision_function: negative inside the learned boundary, positive outside",
+    "lmdd": "smoothing factor (reduction of dissimilarity when the row is removed), >= 0; most rows score exactly 0",
     "rgraph": "minus the random-walk stationary probability: <= 0, most rows at 0",
     "iforest": "minus sklearn's decision_function: about -0.2..0 for inliers, > 0 for outliers",
     "cblof": "distance to the nearest large cluster centre (optionally weighted), >= 0",
     "lscp": "average of standardised scores of the selected base detectors; any sign",
     "hdbscan": "1 - cluster membership strength, in [0, 1]; noise rows score 1",
-    "rod": "MAD-standardised rotation volume, aggregated over 3-D subspaces, >= 0",
+    "rod": "sigmoid of the modified z-score of the rotation volume, averaged over 3-D subspaces: in [0.5, 1)",
     "feature_bagging": "average (or maximum) of the base detector's scores over feature subsets",
     "suod": "average (or maximum) of the base detectors' standardised scores",
 }
@@ -184,23 +184,29 @@ def render(results: dict, datasets: dict, skipped: dict[str, str]) -> str:
         w(f"| `{name}` | {lib} | {summary} | {aucs} | {secs} |")
     w("")
     w("AUC < 0.5 means the detector's notion of \"unusual\" does not match the labels on that dataset (it is not "
-      "a sign error: every detector is checked to score planted outliers higher in `tests/test_detectors.py`). "
-      "Notable: `hdbscan` gives every row of unimodal data the score 1 (HDBSCAN does not allow a single "
-      "cluster); `rgraph` scores most rows exactly 0; `one_class_svm`/`ocsvm` depend strongly on `gamma` and "
+      "a sign error: `tests/test_detectors.py` checks that every detector here except `rgraph` scores outliers "
+      "planted far outside a Gaussian blob higher than the blob). "
+      "Notable: `hdbscan` gives every row it labels as noise the score 1, so on data without clear clusters many "
+      "rows tie at the top; `rgraph` assumes inliers lie in a union of low-dimensional subspaces and ranks outliers lower "
+      "than inliers on full-rank data (its sign is PyOD's); `one_class_svm`/`ocsvm` depend strongly on `gamma` and "
       "`nu`.\n")
 
     # batch scoring
     batch = [e for e in CATALOG if e.batch_scoring]
     w("## Detectors that score a batch as a set\n")
-    w("Some PyOD classes have no model to score new rows with: "
+    w("Some PyOD classes score a batch of new rows as a set, so a row's score depends on the other rows it is "
+      "scored with. "
       + ", ".join(f"`{e.name}`" for e in batch if e.batch_scoring == "with_training")
-      + " compute their score on whatever rows they are given (COF of a one-row batch is meaningless), and "
+      + " compute their scores from the rows they are given, using the fitted model little or not at all "
+      "(COF, SOD, LOCI, SOS and LMDD ignore it: COF of a one-row batch is meaningless, and a batch smaller "
+      "than `n_neighbors` fails); adpipe appends each block of new rows to the training rows, so new scores "
+      "are on the scale of the training scores. "
       + ", ".join(f"`{e.name}`" for e in batch if e.batch_scoring == "blocks")
-      + " score a batch together with the training rows, so a batch much larger than the training data "
-      "outweighs it. adpipe scores these in blocks of `score_block_rows` new rows (default: "
-      "max(1, min(1000, training rows // 20))), each block together with the training rows, so new scores are "
-      f"on the scale of the training scores. A row's score still depends on the other rows of its block; "
-      f"`{BLOCK_PARAM}: 1` removes that at the cost of one call per row.\n")
+      + " use statistics of the batch (ECOD/COPOD: tail probabilities of training plus batch rows), so a batch "
+      "much larger than the training data would shift every score; adpipe scores them block by block. "
+      f"Blocks hold `{BLOCK_PARAM}` new rows (default: max(1, min(1000, training rows // 20)), so new rows "
+      f"never outweigh the training rows); `{BLOCK_PARAM}: 1` makes scores independent of the batch at the cost "
+      "of one call per row.\n")
 
     # per-detector tables
     w("## Raw-score distributions\n")
@@ -244,7 +250,6 @@ def render(results: dict, datasets: dict, skipped: dict[str, str]) -> str:
               f"(a name or `{{type: ..., <params>}}`, validated by that detector's Params).")
         for param in e.from_data:
             w(f"- `{e.name}.{param}` is derived from the training data.")
-    w("- PyOD's `pca.copy` is not exposed because the name would shadow pydantic's `BaseModel.copy`.")
     w("")
     w("PyOD detectors adpipe does not wrap:\n")
     for name, why in NOT_WRAPPED.items():

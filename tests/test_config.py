@@ -59,7 +59,7 @@ def test_group_override_of_an_inline_stage_picks_the_plugin_with_defaults(tmp_pa
     """README: `detector=lof` picks a config group "from a config anywhere on disk".
 
     A config whose detector is written inline (no defaults list) cannot switch detectors at all:
-    `detector=ecod` is refused by Hydra (not in the defaults list) and the suggested `+detector=ecod`
+    `detector=ecod` is refused (Hydra: not in the defaults list) and the suggested `+detector=ecod`
     merges ecod's group into the inline iforest parameters (unknown key n_estimators for ecod).
     """
     path = write_yaml(tmp_path / "pipe.yaml", basic_config())
@@ -155,6 +155,20 @@ def test_absolute_paths_are_kept(tmp_path):
     target = tmp_path / "abs" / "in.csv"
     path = write_yaml(tmp_path / "conf" / "pipe.yaml", basic_config(data=str(target)))
     assert load_config(path).source.params.path == target
+
+
+def test_yml_suffix_is_accepted(tmp_path):
+    """config.py accepts `.yml` files (it checks for both suffixes), so they must load like `.yaml`."""
+    path = write_yaml(tmp_path / "pipe.yml", basic_config())
+    cfg = load_config(path)
+    assert cfg.name == "pipe" and cfg.detector.type == "iforest"
+
+
+def test_dotted_config_name_and_odd_folder(tmp_path):
+    path = write_yaml(tmp_path / "odd dir, v=2" / "fraud.v2.yaml", GROUPED)
+    cfg = load_config(path, ["detector=lof"])
+    assert cfg.name == "fraud.v2" and cfg.detector.type == "lof"
+    assert cfg.source.params.path == tmp_path / "odd dir, v=2" / "data.csv"
 
 
 def test_config_path_without_suffix_finds_the_yaml(tmp_path):
@@ -299,3 +313,12 @@ def test_secrets_are_masked_when_printed():
     text = repr(masked)
     assert "hunter2" not in text and "p4ss" not in text and "abc" not in text
     assert masked["name"] == "fraud" and masked["sinks"][0]["url"].startswith("postgresql://user:")
+
+
+def test_numeric_secret_values_are_masked_too():
+    """YAML reads `password: 123456` (or a numeric PIN/token) as an int: it must not be printed in clear."""
+    from adpipe.core.secrets import mask
+
+    masked = mask({"password": 123456, "api_token": 987654321, "port": 5432})
+    assert masked["password"] != 123456 and masked["api_token"] != 987654321
+    assert masked["port"] == 5432

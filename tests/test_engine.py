@@ -77,6 +77,21 @@ def test_contamination_flags_about_that_share_of_training_rows(tmp_path, make_cs
         assert summary.anomalies == pytest.approx(1000 * share, abs=2)
 
 
+@pytest.mark.parametrize("detector", ["ecod", "knn", "lof"])
+def test_contamination_holds_for_detectors_with_their_own_training_scores(tmp_path, make_csv, detector):
+    """`adpipe run` fits on the source and scores the same rows: contamination 0.1 must flag ~10 % of them.
+
+    PyOD's kNN/LOF training scores leave each row out of its own neighbourhood and ECOD re-fits its
+    ECDFs on new data, so score(X_train) differs from the training scores the calibration and threshold
+    were fitted on; `adpipe.detect` reuses the training scores for exactly this reason.
+    """
+    make_csv(blob_frame(n=1000, n_outliers=0, seed=3))
+    summary = run(tmp_path, basic_config(detector={"type": detector}, sinks=[]), write_summary=False)
+    assert summary.anomalies / summary.rows_scored == pytest.approx(0.1, abs=0.01)
+    assert adpipe.detect(pd.read_csv(tmp_path / "data.csv"), algorithm=detector,
+                         contamination=0.1).summary["anomaly_percent"] == pytest.approx(10, abs=1)
+
+
 def test_summary_json_beside_the_output_reconciles(tmp_path, data):
     summary = run(tmp_path, basic_config())
     path = tmp_path / "out" / "scores.summary.json"
@@ -139,6 +154,15 @@ def test_fit_sample_rows(tmp_path, make_csv):
     assert summary.training["rows"] == 120 and summary.training["sampled"] is True
     assert summary.rows_in == summary.rows_scored == 500
     assert len(scores_of(tmp_path)) == 500
+
+
+def test_bad_row_in_a_sampled_training_set_is_reported_with_its_data_row(tmp_path, make_csv):
+    """With fit.sample_rows the training error must name the row of the file (250), not its position in the sample."""
+    frame = blob_frame(n=300, with_id=True)
+    frame.loc[249, "f0"] = np.nan
+    make_csv(frame)
+    err = run_error(tmp_path, basic_config(fit={"sample_rows": 280}), adpipe.DataError)
+    assert "'f0'" in str(err) and "row(s) 250" in str(err), str(err)
 
 
 def test_fit_sample_rows_larger_than_the_data_uses_every_row(tmp_path, data):
@@ -342,6 +366,7 @@ def test_failed_run_leaves_no_output_and_keeps_the_previous_one(tmp_path, data):
     good = (tmp_path / "out" / "scores.csv").read_bytes()
     before = files_under(tmp_path / "out")
     cfg["detector"] = {"type": "failing_score"}
+    cfg["fit"] = {"source": dict(cfg["source"])}  # a separate training read: the run really scores the source
     cfg["sinks"].append({"type": "parquet", "path": "out/new.parquet"})
     err = run_error(tmp_path, cfg, adpipe.ModelError, registry=reg)
     assert "boom" in str(err) and "failing_score" in str(err)
@@ -349,8 +374,30 @@ def test_failed_run_leaves_no_output_and_keeps_the_previous_one(tmp_path, data):
     assert files_under(tmp_path / "out") == before  # no temp file, no new.parquet, same summary
 
 
+def test_output_path_that_is_a_folder_is_a_sink_error(tmp_path, data):
+    (tmp_path / "out" / "scores.csv").mkdir(parents=True)
+    err = run_error(tmp_path, basic_config(), adpipe.SinkError)
+    assert "scores.csv" in str(err) and err.exit_code == 7
+
+
 def test_a_rerun_replaces_the_output(tmp_path, data):
     first = run(tmp_path, basic_config())
     second = run(tmp_path, basic_config())
     out = scores_of(tmp_path)
     assert len(out) == 300 and (out["run_id"] == second.run_id).all() and first.run_id != second.run_id
+
+
+def test_real_benchmark_data_with_labels(tmp_path, adbench_dir):
+    """ADBench breastw (683 rows, 9 features, 239 anomalies): metrics reported and clearly better than chance."""
+    with np.load(adbench_dir / "4_breastw.npz", allow_pickle=False) as npz:
+        X, y = npz["X"], npz["y"]
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame.insert(0, "rid", np.arange(len(frame)))
+    frame["y"] = y.astype(int)
+    frame.to_csv(tmp_path / "breastw.csv", index=False)
+    cfg = basic_config(data="breastw.csv", columns={"id": ["rid"], "label": "y"},
+                       threshold={"type": "contamination", "contamination": 0.35},
+                       preprocess=[{"type": "standard_scaler"}], engine={"batch_rows": 200})
+    summary = run(tmp_path, cfg)
+    assert summary.rows_in == len(frame) == summary.rows_scored
+    assert summary.metrics["roc_auc"] > 0.9 and summary.metrics["recall"] > 0.7

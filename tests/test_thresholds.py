@@ -25,9 +25,9 @@ CONFIGS = Path(adpipe.__file__).parent / "configs" / "threshold"
 
 
 def ecdf(scores: np.ndarray) -> np.ndarray:
-    """A monotone calibration like the engine's: share of training scores <= s."""
+    """A monotone calibration like the engine's: training scores <= s, over n + 1 (only above-max reaches 1)."""
     ordered = np.sort(scores)
-    return np.searchsorted(ordered, scores, side="right") / len(scores)
+    return np.searchsorted(ordered, scores, side="right") / (len(scores) + 1)
 
 
 def fitted(cls, scores, **params):
@@ -159,10 +159,11 @@ def test_contamination_ties_at_the_top_and_in_the_middle():
     assert flagged(8) == 8  # 8 or 12: equally close -> the higher cut-off, fewer flags
 
 
-def test_contamination_all_equal_flags_everything_rather_than_nothing():
+def test_contamination_all_equal_flags_no_training_row():
     scores = np.ones(50)
     t = fitted(th.Contamination, scores, contamination=0.1)
-    assert t.flagged_share_ == 1.0
+    assert t.flagged_share_ == 0.0
+    assert not t.predict(scores, ecdf(scores)).any()
     # a record above everything seen in training is still flagged
     assert t.predict(np.array([5.0]), np.array([1.0])).all()
 
@@ -186,10 +187,10 @@ def test_contamination_share_property(scores, c):
     probs = ecdf(scores)
     t = th.Contamination(contamination=c).fit(scores, probs)
     share = t.predict(scores, probs).mean()
-    assert share == t.flagged_share_ and share > 0
+    assert share == t.flagged_share_
     n = len(scores)
-    # no other cut-off from the training data gets closer to c
-    achievable = {(probs >= u).mean() for u in np.unique(probs)}
+    # no other cut-off from the training data (or flagging none) gets closer to c
+    achievable = {(probs >= u).mean() for u in np.unique(probs)} | {0.0}
     assert all(abs(share - c) <= abs(a - c) + 1e-9 for a in achievable)
     if len(np.unique(scores)) == n:  # without ties the share is within one row of c
         assert abs(share - c) <= 1 / n + 1e-9
@@ -201,7 +202,7 @@ def test_contamination_share_property_heavy_ties(scores, c):
     probs = ecdf(scores)
     t = th.Contamination(contamination=c).fit(scores, probs)
     share = t.predict(scores, probs).mean()
-    achievable = {(probs >= u).mean() for u in np.unique(probs)}
+    achievable = {(probs >= u).mean() for u in np.unique(probs)} | {0.0}
     assert min(abs(a - c) for a in achievable) == pytest.approx(abs(share - c))
 
 

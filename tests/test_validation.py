@@ -70,7 +70,7 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c != "id"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames())
 def test_drop_rejects_exactly_the_invalid_rows(frame):
     cols = feature_columns(frame)
@@ -90,7 +90,7 @@ def test_drop_rejects_exactly_the_invalid_rows(frame):
     assert REJECT_REASON not in frame.columns
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames(), st.integers(min_value=0, max_value=10_000))
 def test_raise_iff_some_cell_is_invalid(frame, row_start):
     cols = feature_columns(frame)
@@ -107,7 +107,7 @@ def test_raise_iff_some_cell_is_invalid(frame, row_start):
         assert np.isfinite(checked.numeric).all()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(frames())
 def test_impute_keeps_every_row_and_marks_invalid_cells_missing(frame):
     cols = feature_columns(frame)
@@ -122,7 +122,7 @@ def test_impute_keeps_every_row_and_marks_invalid_cells_missing(frame):
                 assert np.isnan(checked.numeric[i, j])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(frames())
 def test_drop_with_an_imputing_preprocessor_only_rejects_text(frame):
     """With allow_nan (an impute stage follows), missing and infinite pass as NaN; text is still rejected."""

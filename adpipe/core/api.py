@@ -5,7 +5,7 @@
 >>> result = adpipe.detect(X, algorithm="iforest", contamination=0.01)
 >>> int(result.labels[-1])
 1
->>> 0.0 <= result.probabilities.min() <= result.probabilities.max() <= 1.0
+>>> bool(0.0 <= result.probabilities.min() <= result.probabilities.max() <= 1.0)
 True
 """
 
@@ -113,13 +113,9 @@ def detect(data: Any, algorithm: str = "iforest", contamination: float = 0.1, *,
     t0 = time.perf_counter()
     model = pipe.fit(frame)
     t1 = time.perf_counter()
-    result, rejected = model.score_batch(frame)
-    train = getattr(model.detector, "training_scores_", None)
-    if train is not None and len(rejected) == 0 and len(train) == len(result):
-        # the rows the detector was fitted on: use its own training scores (kNN/LOF exclude each row itself)
-        probs, flags, sev = model.label(np.asarray(train, dtype=np.float64))
-        result[schema.SCORE], result[schema.PROBABILITY] = train, probs
-        result[schema.LABEL], result[schema.SEVERITY] = flags.astype(np.int8), sev
+    # the rows the detector was fitted on: keep its own training scores (kNN/LOF leave each row out)
+    known, model.fit_scores_ = model.fit_scores_, None
+    result, rejected = model.score_batch(frame, known_scores=known)
     t2 = time.perf_counter()
     n_anom = int(result[schema.LABEL].sum())
     summary = {

@@ -2,7 +2,8 @@
 
 ``ecdf`` (default): the empirical CDF of the training scores, linearly
 interpolated between knots: a probability of 0.97 means the record scores
-higher than 97 % of the training rows. It is monotone in the raw score and
+higher than 97 % of the training rows. Levels are counted over n + 1 rows,
+so only scores above the training maximum reach 1.0. It is monotone in the raw score and
 makes every detector's output comparable, whatever its scale.
 
 ``gaussian``: Kriegel et al. (2011), "Interpreting and Unifying Outlier
@@ -35,7 +36,9 @@ class Calibrator:
             self.mean_, self.std_ = float(scores.mean()), float(scores.std()) or 1.0
             return self
         values, counts = np.unique(scores, return_counts=True)
-        levels = np.cumsum(counts) / scores.size  # share of training scores <= value
+        # share of training scores <= value, over n + 1: the training maximum stays below 1.0, so a record
+        # scoring above everything seen in training is more anomalous than any training row
+        levels = np.cumsum(counts) / (scores.size + 1)
         if values.size > MAX_KNOTS:
             idx = np.unique(np.linspace(0, values.size - 1, MAX_KNOTS).round().astype(int))
             values, levels = values[idx], levels[idx]

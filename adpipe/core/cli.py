@@ -108,6 +108,7 @@ def plugins() -> None:
                                            "alert_channel", "integration"]), help="Only this kind.")
 def plugins_list(kind: str | None) -> None:
     """Every installed plugin, of every kind, with its summary."""
+    from rich.markup import escape
     from rich.table import Table
 
     from adpipe.core.registry import get_registry
@@ -118,8 +119,8 @@ def plugins_list(kind: str | None) -> None:
         table.add_column(col)
     for info in reg.infos(kind):
         missing = info.cls.missing_requirements()
-        summary = info.cls.summary() + (f" [dim](needs {', '.join(missing)})[/dim]" if missing else "")
-        table.add_row(info.kind, info.name, summary, info.dist)
+        summary = escape(info.cls.summary()) + (f" [dim](needs {', '.join(missing)})[/dim]" if missing else "")
+        table.add_row(info.kind, info.name, summary, escape(info.dist))
     console = _console()
     console.print(table)
     counts = {}
@@ -127,7 +128,7 @@ def plugins_list(kind: str | None) -> None:
         counts[info.kind] = counts.get(info.kind, 0) + 1
     console.print(", ".join(f"{n} {k}s" for k, n in counts.items()))
     for f in reg.failures:
-        console.print(f"[red]failed to load[/red] {f.entry_point} from {f.dist}: {f.error}")
+        console.print(f"[red]failed to load[/red] {escape(f'{f.entry_point} from {f.dist}: {f.error}')}")
 
 
 @plugins.command("show")
@@ -135,6 +136,7 @@ def plugins_list(kind: str | None) -> None:
 @click.option("--kind", default=None, help="Disambiguate when several kinds share the name.")
 def plugins_show(name: str, kind: str | None) -> None:
     """A plugin's parameters: type, default, allowed range, description."""
+    from rich.markup import escape
     from rich.table import Table
 
     from adpipe.core.config import describe_field
@@ -147,22 +149,23 @@ def plugins_show(name: str, kind: str | None) -> None:
     console = _console()
     for info in found:
         cls = info.cls
-        console.print(f"[bold]{info.name}[/bold] ({info.kind}) — {cls.summary()}")
-        console.print(f"from distribution {info.dist} (entry point {info.entry_point}), class "
-                      f"{cls.__module__}.{cls.__qualname__}")
+        console.print(f"[bold]{info.name}[/bold] ({info.kind}) — {escape(cls.summary())}")
+        console.print(escape(f"from distribution {info.dist} (entry point {info.entry_point}), class "
+                             f"{cls.__module__}.{cls.__qualname__}"))
         doc = (cls.__doc__ or "").strip().splitlines()[1:]
         if any(line.strip() for line in doc):
-            console.print("\n".join(line.strip() for line in doc).strip())
+            console.print(escape("\n".join(line.strip() for line in doc).strip()))
         missing = cls.missing_requirements()
         if missing:
-            console.print(f"[yellow]needs {', '.join(missing)}: {cls.install_hint or 'pip install ' + ' '.join(missing)}")
+            hint = cls.install_hint or "pip install " + " ".join(missing)
+            console.print(f"[yellow]needs {', '.join(missing)}:[/yellow] {escape(hint)}")
         table = Table(title="parameters", title_justify="left")
         for col in ("name", "type / allowed", "default", "description"):
             table.add_column(col)
         for pname, field in cls.Params.model_fields.items():
             default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
             allowed = describe_field(field).split(" (")[0]
-            table.add_row(field.alias or pname, allowed, default, field.description or "")
+            table.add_row(field.alias or pname, escape(allowed), escape(default), escape(field.description or ""))
         console.print(table)
 
 

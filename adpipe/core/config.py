@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import tempfile
 import types
 import typing
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ class StageSpec:
         return self.cls(self.params)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **self.params.model_dump(mode="json", exclude_unset=False)}
+        dumped = self.params.model_dump(mode="json", fallback=lambda v: f"<{type(v).__name__}>")
+        return {"type": self.type, **dumped}
 
 
 class _Spec(BaseModel):
@@ -160,11 +162,17 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         raise ConfigError(f"Config file not found: {path} (looked in {path.resolve()}).",
                           hint="pass config=PATH to an existing .yaml file")
     path = path.resolve()
-    search = f"hydra.searchpath=[file://{PACKAGE_CONFIGS}]"
+    dirs = [path.parent, PACKAGE_CONFIGS]
     try:
-        with initialize_config_dir(config_dir=str(path.parent), version_base=None, job_name="adpipe"):
-            cfg = hydra_compose(config_name=path.name, overrides=[*overrides, search])
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        with tempfile.TemporaryDirectory(prefix="adpipe-cfg-") as tmp:
+            config_dir, name = path.parent, path.name
+            if path.suffix == ".yml":  # Hydra reads .yaml only: point a .yaml link at the file
+                config_dir, name = Path(tmp), path.stem + ".yaml"
+                (config_dir / name).symlink_to(path)
+            search = "hydra.searchpath=[" + ",".join(f"'file://{d}'" for d in dirs) + "]"
+            with initialize_config_dir(config_dir=str(config_dir), version_base=None, job_name="adpipe"):
+                cfg = hydra_compose(config_name=name, overrides=[*overrides, search])
+            return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException) as exc:
         text = " ".join(str(exc).split())
         missing_option = re.search(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*?) Config", text)
@@ -173,12 +181,55 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
             raise ConfigError(f"{path}: {group}={option}: there is no '{option}' config in the '{group}' group.",
                               hint=suggest(option, options.split())) from None
         bad_key = re.search(r"Could not override '([^']+)'", text)
+        swaps = _stage_swaps(overrides)
+        if bad_key and bad_key.group(1) in swaps:
+            return _compose_with_swaps(path, overrides, swaps)
         if bad_key:
             raise ConfigError(f"{path}: cannot override '{bad_key.group(1)}': the config has no such key.",
                               hint=_key_hint(path, overrides, bad_key.group(1))) from None
         raise ConfigError(f"{path}: {text}", hint=_hydra_hint(exc, path)) from None
     except Exception as exc:  # YAML syntax errors surface as yaml.YAMLError
         raise ConfigError(f"{path}: cannot read the config: {exc}", hint="check the YAML syntax") from None
+
+
+def _stage_swaps(overrides) -> dict[str, str]:
+    """``detector=lof``-style overrides: a stage key set to a plain plugin name."""
+    out = {}
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq and key in STAGES and re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            out[key] = value
+    return out
+
+
+def _compose_with_swaps(path: Path, overrides, swaps: dict[str, str]) -> dict:
+    """Replace stages written inline in the config, as Hydra does for stages picked from the defaults list.
+
+    The new stage is the group's option file (``detector/lof.yaml`` beside the config or shipped with
+    adpipe) or just ``{type: lof}``; overrides of its keys (``detector.n_neighbors=35``) apply on top.
+    """
+    import yaml
+
+    def stage_of(o: str) -> str:
+        return o.lstrip("+~").partition("=")[0].split(".")[0]
+
+    raw = compose(path, [o for o in overrides if stage_of(o) not in swaps])
+    for key, name in swaps.items():
+        option = next((d / key / f"{name}.yaml" for d in (path.parent, PACKAGE_CONFIGS)
+                       if (d / key / f"{name}.yaml").is_file()), None)
+        raw[key] = (yaml.safe_load(option.read_text()) or {}) if option else {"type": name}
+    for o in overrides:
+        dotted, _, value = o.lstrip("+~").partition("=")
+        if stage_of(o) in swaps and "." in dotted:
+            *parents, leaf = dotted.split(".")
+            node = raw
+            for part in parents:
+                node = node.setdefault(part, {})
+            if o.startswith("~"):
+                node.pop(leaf, None)
+            else:
+                node[leaf] = yaml.safe_load(value)
+    return raw
 
 
 def _key_hint(path: Path, overrides, key: str) -> str:
@@ -302,7 +353,8 @@ class _Validator:
         try:
             params = cls.Params(**_resolve_paths(cls.Params, value, self.base_dir))
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, self.where, path, cls.Params, plugin=type_)) from None
+            raise ConfigError(format_validation_error(exc, self.where, path, cls.Params, plugin=type_),
+                              hint=f"`adpipe plugins show {type_}` lists every parameter with its range") from None
         return StageSpec(kind, type_, cls, params, path)
 
     def stage_list(self, path: str, kind: str, value: Any) -> list[StageSpec]:
@@ -383,6 +435,4 @@ def format_validation_error(exc: ValidationError, where: str, path: str, model: 
         value = err.get("input")
         shown = "missing" if err["type"] == "missing" else f"= {value!r}"
         lines.append(f"{where}: {full} {shown}: {err['msg']}" + (f"; allowed: {allowed}" if allowed else ""))
-    if plugin:
-        lines.append(f"(`adpipe plugins show {plugin}` lists every parameter)")
     return "\n".join(lines)

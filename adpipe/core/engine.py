@@ -28,6 +28,11 @@ from adpipe.core.registry import Registry, get_registry
 from adpipe.core.summary import RunSummary, StageTimer
 
 
+#: stages every run summary reports (seconds), in pipeline order
+STAGE_NAMES = ("read_training", "fit_detector", "read", "validate", "preprocess", "detect", "calibrate",
+               "threshold", "write")
+
+
 class Pipeline:
     """A validated pipeline config, ready to fit and run.
 
@@ -54,7 +59,8 @@ class Pipeline:
         timer = StageTimer()
         with timer("read_training"):
             frame = to_frame(data) if data is not None else self._read_training()
-        self.model_ = FittedPipeline.fit(self.config, frame, timer=timer)
+        rows = None if data is not None else frame.index.to_numpy()
+        self.model_ = FittedPipeline.fit(self.config, frame, timer=timer, row_numbers=rows)
         return self.model_
 
     def _read_training(self) -> pd.DataFrame:
@@ -94,14 +100,18 @@ class Pipeline:
                 frame = cached
             else:
                 frame = self._read_training()
-        self.model_ = FittedPipeline.fit(cfg, frame, timer=timer)
+        self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
         del frame
-        batches = None
+        batches, known = None, None
         if cached is not None:
             batches = (Batch(cached.iloc[i:i + cfg.engine.batch_rows], {"row_start": i})
                        for i in range(0, len(cached), cfg.engine.batch_rows))
+            # these rows are the training rows: keep the detector's own training scores for them (kNN and LOF
+            # leave each row out of its own neighbourhood), as PyOD's labels_ and adpipe.detect do
+            known = self.model_.fit_scores_
+        self.model_.fit_scores_ = None
         return Runner(self.model_, cfg, self.registry, timer=timer, started=started).run(
-            progress=progress, write_summary=write_summary, batches=batches, sinks=sinks)
+            progress=progress, write_summary=write_summary, batches=batches, sinks=sinks, known_scores=known)
 
 
 def read_frames(batches: Iterator[Batch], sample_rows: int | None, seed: int) -> pd.DataFrame:
@@ -112,13 +122,15 @@ def read_frames(batches: Iterator[Batch], sample_rows: int | None, seed: int) ->
     rng = np.random.default_rng(seed)
     kept: pd.DataFrame | None = None
     keys = np.empty(0)
-    for batch in batches:
-        frame, k = batch.data.reset_index(drop=True), rng.random(len(batch.data))
-        kept = frame if kept is None else pd.concat([kept, frame], ignore_index=True)
-        keys = np.concatenate([keys, k])
+    seen = 0
+    for batch in batches:  # the index keeps each row's position in the source, for error messages
+        frame = batch.data.set_axis(pd.RangeIndex(seen, seen + len(batch.data)), axis=0)
+        seen += len(frame)
+        kept = frame if kept is None else pd.concat([kept, frame])
+        keys = np.concatenate([keys, rng.random(len(frame))])
         if len(kept) > sample_rows:  # keep the rows with the smallest random keys
             idx = np.sort(np.argpartition(keys, sample_rows)[:sample_rows])
-            kept, keys = kept.iloc[idx].reset_index(drop=True), keys[idx]
+            kept, keys = kept.iloc[idx], keys[idx]
     return kept if kept is not None else pd.DataFrame()
 
 
@@ -138,10 +150,13 @@ class FittedPipeline:
         self.imputer = None
         self.model_version = ""
         self.training: dict[str, Any] = {}
+        self.fit_scores_: pd.Series | None = None  # raw scores of the training rows, by row
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, config: PipelineConfig, frame: pd.DataFrame, timer: StageTimer | None = None) -> "FittedPipeline":
+    def fit(cls, config: PipelineConfig, frame: pd.DataFrame, timer: StageTimer | None = None,
+            row_numbers: np.ndarray | None = None) -> "FittedPipeline":
+        """Fit on ``frame``; ``row_numbers`` (0-based positions in the source) make error messages exact."""
         self = cls(config)
         timer = timer or StageTimer()
         if frame is None or len(frame) == 0:
@@ -160,7 +175,7 @@ class FittedPipeline:
                      f"columns.exclude: [{col}]",
             )
         with timer("validate"):
-            checked = self._check(frame, where="training data")
+            checked = self._check(frame, where="training data", row_numbers=row_numbers)
         if len(checked.frame) == 0:
             raise DataError("No valid training rows remain after validation.", hint="inspect the reject output")
         with timer("preprocess"):
@@ -182,6 +197,8 @@ class FittedPipeline:
                                       f"{self.config.detector.type}`)") from exc
         with timer("calibrate"):
             train_scores = self._training_scores(X)
+            if len(train_scores) == len(checked.frame):  # kept only until a run has scored these rows
+                self.fit_scores_ = pd.Series(train_scores, index=checked.frame.index)
             self.calibrator = Calibrator(self.config.calibration.method).fit(train_scores)
             probs = self.calibrator.transform(train_scores)
         with timer("threshold"):
@@ -223,10 +240,11 @@ class FittedPipeline:
         self.text_columns = sorted({c for pre in probes for c in pre.text_columns(used)}, key=used.index)
         self.numeric_columns = [c for c in used if c not in self.text_columns]
 
-    def _check(self, frame: pd.DataFrame, row_start: int = 0, where: str = "input") -> validation.Checked:
+    def _check(self, frame: pd.DataFrame, row_start: int = 0, where: str = "input",
+               row_numbers: np.ndarray | None = None) -> validation.Checked:
         allow_nan = any(spec.cls.handles_missing for spec in self.config.preprocess)
         return validation.check(frame, self.numeric_columns, policy=self.config.validation.on_invalid,
-                                allow_nan=allow_nan, row_start=row_start, where=where)
+                                allow_nan=allow_nan, row_start=row_start, where=where, row_numbers=row_numbers)
 
     def _features(self, checked: validation.Checked, fit: bool = False) -> np.ndarray:
         values = checked.numeric
@@ -279,8 +297,12 @@ class FittedPipeline:
         return result
 
     def score_batch(self, frame: pd.DataFrame, row_start: int = 0, run_id: str = "",
-                    timer: StageTimer | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Score one batch: returns (result frame, rejected rows with reject_reason)."""
+                    timer: StageTimer | None = None,
+                    known_scores: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Score one batch: returns (result frame, rejected rows with reject_reason).
+
+        ``known_scores``: raw scores already computed for these rows (by index), e.g. the training scores.
+        """
         timer = timer or StageTimer()
         if self.detector is None:
             raise ModelError("The model is not fitted.", hint="fit the pipeline first")
@@ -289,7 +311,9 @@ class FittedPipeline:
                                                                          if c not in self.feature_columns)])
             checked = self._check(frame, row_start=row_start)
         result = checked.frame[self.id_columns].copy() if self.id_columns else pd.DataFrame(index=checked.frame.index)
-        if len(checked.frame):
+        if known_scores is not None and len(checked.frame) and checked.frame.index.isin(known_scores.index).all():
+            scores = known_scores.loc[checked.frame.index].to_numpy()
+        elif len(checked.frame):
             with timer("preprocess"):
                 X = self._features(checked)
             with timer("detect"):
@@ -333,7 +357,8 @@ class Runner:
         self.started = started or time.perf_counter()
 
     def run(self, *, progress: bool = False, write_summary: bool = True,
-            batches: Iterator[Batch] | None = None, sinks: list | None = None) -> RunSummary:
+            batches: Iterator[Batch] | None = None, sinks: list | None = None,
+            known_scores: pd.Series | None = None) -> RunSummary:
         cfg, model, timer = self.config, self.model, self.timer
         ctx = RunContext(pipeline=cfg.name, model_version=model.model_version, base_dir=cfg.base_dir,
                          config_path=cfg.path, id_columns=model.id_columns)
@@ -358,7 +383,7 @@ class Runner:
             for batch in _timed(stream, timer, "read"):
                 n = len(batch.data)
                 result, rejected = model.score_batch(batch.data, row_start=summary.rows_in, run_id=ctx.run_id,
-                                                     timer=timer)
+                                                     timer=timer, known_scores=known_scores)
                 summary.rows_in += n
                 summary.rows_scored += len(result)
                 summary.rows_rejected += len(rejected)
@@ -404,7 +429,7 @@ class Runner:
             _quiet(ch.close)
         summary.outputs = [o for s in sinks for o in s.outputs()]
         summary.rejects_output = reject.outputs() if reject else []
-        summary.stage_seconds = dict(timer.seconds)
+        summary.stage_seconds = {**dict.fromkeys(STAGE_NAMES, 0.0), **timer.seconds}
         summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)
         summary.finished_at = datetime.now(timezone.utc).isoformat()
         summary.seconds = time.perf_counter() - self.started

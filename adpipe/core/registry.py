@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
@@ -83,7 +84,8 @@ class Registry:
             raise PluginError(f"{cls.__qualname__} needs a lower_snake_case `name`, got {name!r}.")
         if not cls.summary():
             raise PluginError(f"{kind} '{name}' ({cls.__qualname__}) needs a docstring: its first line is the summary.")
-        if not (isinstance(cls.Params, type) and issubclass(cls.Params, Params)):
+        params = inspect.getattr_static(cls, "Params")  # a lazily built Params (descriptor) is checked on use
+        if isinstance(params, type) and not issubclass(params, Params):
             raise PluginError(f"{kind} '{name}': `Params` must subclass adpipe.Params.")
         old = self._plugins.get((kind, name))
         if old is not None and old.cls is not cls:

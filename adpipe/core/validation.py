@@ -50,6 +50,11 @@ def coerce_numeric(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray,
         if series.dtype.kind in "fiub":
             out[:, j] = series.to_numpy(dtype=np.float64, na_value=np.nan)
             continue
+        if series.dtype.kind in "Mm":  # datetimes/durations: seconds (since the epoch); NaT is missing
+            values = series.to_numpy()
+            seconds = values.astype("datetime64[ns]" if series.dtype.kind == "M" else "timedelta64[ns]")
+            out[:, j] = np.where(np.isnat(seconds), np.nan, seconds.astype(np.int64) / 1e9)
+            continue
         numbers = pd.to_numeric(series, errors="coerce")
         out[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         text[:, j] = numbers.isna().to_numpy() & series.notna().to_numpy()
@@ -61,7 +66,7 @@ def text_columns_in(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     bad = []
     for col in columns:
         series = frame[col]
-        if series.dtype.kind in "fiub" or series.isna().all():
+        if series.dtype.kind in "fiubMm" or series.isna().all():
             continue
         if pd.to_numeric(series.dropna(), errors="coerce").isna().all():
             bad.append(col)
@@ -76,8 +81,15 @@ def check(
     allow_nan: bool,
     row_start: int = 0,
     where: str = "input",
+    row_numbers: np.ndarray | None = None,
 ) -> Checked:
-    """Validate the numeric feature columns of ``frame`` under ``policy``."""
+    """Validate the numeric feature columns of ``frame`` under ``policy``.
+
+    Error messages count data rows from 1: ``row_start`` + position, or ``row_numbers[position]`` when
+    the frame is a sample whose rows come from all over the source.
+    """
+    if row_numbers is None:
+        row_numbers = np.arange(row_start, row_start + len(frame))
     values, text = coerce_numeric(frame, numeric_columns)
     nan = np.isnan(values) & ~text
     inf = np.isinf(values)
@@ -95,7 +107,7 @@ def check(
         empty = frame.iloc[:0].assign(**{REJECT_REASON: pd.Series(dtype="object")})
         return Checked(frame, values, empty)
     if policy == "raise":
-        raise DataError(_describe(frame, numeric_columns, text, inf, nan, row_start, where),
+        raise DataError(_describe(frame, numeric_columns, text, inf, nan, row_numbers, where),
                         hint="fix the data, or set validation.on_invalid to 'drop' (rows go to the reject sink) "
                              "or 'impute' (missing/invalid values become the training median); a text column "
                              "can be encoded with preprocess {type: onehot, columns: [...]} or excluded "
@@ -119,14 +131,14 @@ def _reasons(columns, text, inf, nan, rows_bad) -> list[str]:
     return out
 
 
-def _describe(frame, columns, text, inf, nan, row_start, where) -> str:
+def _describe(frame, columns, text, inf, nan, row_numbers, where) -> str:
     problems = []
     for j, col in enumerate(columns):
         for mask, what in ((text, "text that is not a number"), (nan, "missing values"), (inf, "infinite values")):
             rows = np.flatnonzero(mask[:, j])
             if rows.size == 0:
                 continue
-            shown = ", ".join(str(row_start + r + 1) for r in rows[:MAX_EXAMPLES])
+            shown = ", ".join(str(row_numbers[r] + 1) for r in rows[:MAX_EXAMPLES])
             more = f" and {rows.size - MAX_EXAMPLES} more" if rows.size > MAX_EXAMPLES else ""
             example = ""
             if what.startswith("text"):

@@ -131,7 +131,6 @@ class Entry:
 
 
 _KNN_ALGO = ("auto", "ball_tree", "kd_tree", "brute")
-_NEIGHBOR_KEYS = ("n_neighbors",)
 _ESTIMATOR = "takes an estimator object, which a YAML config cannot express"
 _ARRAY = "takes an array shaped like the data, which a config cannot sensibly express"
 _SPEC_EXAMPLE = "a detector name (`lof`) or a mapping `{type: lof, n_neighbors: 15}`"
@@ -240,8 +239,9 @@ CATALOG: tuple[Entry, ...] = (
                   "support_size": {"ge": 1}, "maxiter": {"ge": 1}},
           choices={"algorithm": ("lasso_lars", "lasso_cd")},
           quiet=(("ConvergenceWarning", ""),),
-          note="Scoring refits the graph on the training rows plus each block of `blocksize_test_data` new "
-               "rows: slow on large data."),
+          note="Assumes inliers lie in a union of low-dimensional subspaces: on full-rank data (a Gaussian "
+               "blob, the ADBench sets in docs/detectors.md) it ranks outliers lower than inliers. Scoring refits "
+               "the graph on the training rows plus each block of `blocksize_test_data` new rows: slow."),
     # -- outlier ensembles / isolation -----------------------------------------------
     Entry("iforest", "iforest", "IForest", "Isolation Forest (PyOD wrapper): short average path length = anomalous.",
           "Liu, Ting & Zhou, ICDM 2008", key=("n_estimators", "max_samples", "max_features"),
@@ -260,7 +260,7 @@ CATALOG: tuple[Entry, ...] = (
                                         + _SPEC_EXAMPLE + ". None means PyOD's default, LOF.")},
           exclude={"check_estimator": "deprecated in PyOD",
                    "estimator_params": "give the base detector's parameters in `base_estimator` instead"},
-          requires=("combo",), install_hint="pip install combo"),
+          requires=("combo",), install_hint="pip install 'adpipe[ensembles]'"),
     Entry("lscp", "lscp", "LSCP", "Locally selective combination of parallel outlier ensembles.",
           "Zhao et al., SDM 2019", key=("detector_list", "local_region_size"),
           bounds={"local_region_size": {"ge": 2}, "n_bins": {"ge": 2}},
@@ -277,12 +277,13 @@ CATALOG: tuple[Entry, ...] = (
           specs={"base_estimators": Spec(True, None, "Base detectors, each " + _SPEC_EXAMPLE
                                          + ". None means SUOD's default mix of LOF, HBOS, COPOD and IForest.")},
           exclude={"approx_clf": _ESTIMATOR},
-          requires=("suod", "combo"), install_hint="pip install suod combo"),
+          requires=("suod", "combo"), install_hint="pip install 'adpipe[ensembles]'"),
     Entry("hdbscan", "hdbscan", "HDBSCAN", "HDBSCAN cluster membership: 1 - membership strength (noise scores 1).",
           "Campello, Moulavi & Sander, PAKDD 2013", key=("min_cluster_size", "min_samples"),
           bounds={"min_cluster_size": {"ge": 2}, "min_samples": {"ge": 1}},
           quiet=(("FutureWarning", "The default value of `copy`"),),
-          note="Unimodal data forms no cluster (HDBSCAN does not allow a single cluster), so every row scores 1."),
+          note="Every row HDBSCAN labels as noise scores exactly 1, so on data without clear clusters many rows "
+               "tie at the top score."),
     Entry("rod", "rod", "ROD", "Rotation-based outlier detection (3-D subspace volumes); parameter-free.",
           "Almardeny, Boujnah & Cleary, TKDE 2020",
           batch_scoring="with_training"),

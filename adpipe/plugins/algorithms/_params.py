@@ -101,12 +101,13 @@ BLOCK_PARAM = "score_block_rows"
 
 def _block_description(entry: Entry) -> str:
     how = (
-        "PyOD's class has no model of the training data to score new rows with (it scores a batch "
-        "only against itself), so adpipe appends each block of this many new rows to the training "
-        "rows and keeps the block's scores."
+        "PyOD's class computes scores from the rows it is given (its fitted model is unused or only "
+        "partly used), so adpipe appends each block of this many new rows to the training rows and "
+        "keeps the block's scores."
         if entry.batch_scoring == "with_training"
-        else "PyOD's class scores a batch together with the training rows, so a large batch would "
-        "outweigh the training data; adpipe scores the batch in blocks of this many rows."
+        else "PyOD's class scores a batch with statistics of the batch itself (ECOD/COPOD: tail "
+        "probabilities of the training plus batch rows), so a large batch shifts the scores; adpipe "
+        "scores the batch in blocks of this many rows."
     )
     return (
         f"adpipe parameter (not PyOD's). {how} A row's score then depends on at most this many other "

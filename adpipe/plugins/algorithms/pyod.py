@@ -171,7 +171,7 @@ def _doc(entry: Entry) -> str:
     lines = [
         entry.summary,
         "",
-        f"Wraps PyOD's ``pyod.models.{entry.module}.{entry.cls}``. Reference: {entry.reference}.",
+        f"Wraps PyOD's `pyod.models.{entry.module}.{entry.cls}`. Reference: {entry.reference}.",
         "",
     ]
     if entry.fixed:

@@ -15,9 +15,10 @@ class Contamination(CutoffThreshold):
     training rows with ``probability >= t`` is closest to ``c`` (a tie goes to
     the higher cut-off, fewer flags). Without ties that is the (1 - c)
     quantile; with ties (many equal scores) it still flags close to ``c`` of
-    the training rows instead of every row of a tied block. At least the top
-    training value is always flagged, so records above everything seen in
-    training are too. ``flagged_share_`` is the share of training rows flagged.
+    the training rows instead of every row of a tied block: with constant
+    training scores it flags none of them, and only records that score above
+    everything seen in training are flagged. ``flagged_share_`` is the share
+    of training rows flagged.
 
     >>> p = np.linspace(0.01, 1.0, 100)
     >>> th = Contamination(contamination=0.05).fit(p * 10, p)
@@ -38,7 +39,12 @@ class Contamination(CutoffThreshold):
         n = values.size
         cuts, first = np.unique(values, return_index=True)
         flagged = n - first  # rows with value >= cuts[j], decreasing in j
+        # one more candidate: just above the training maximum (flags no training row, only new records that
+        # score above everything seen), so a block of tied scores is not flagged whole
+        cuts = np.append(cuts, np.nextafter(cuts[-1], np.inf))
+        flagged = np.append(flagged, 0)
         gap = np.abs(flagged - self.params.contamination * n)
-        j = int(np.flatnonzero(gap <= gap.min() + 1e-9)[-1])
+        best = np.flatnonzero(gap <= gap.min() + 1e-9)
+        j = int(best[-2] if len(best) > 1 and best[-1] == len(cuts) - 1 else best[-1])  # "none" only if strictly best
         self.flagged_share_ = float(flagged[j] / n)
         return float(cuts[j])
