@@ -383,7 +383,9 @@ def test_on_error_hook_is_called_when_a_run_fails(tmp_path, make_csv):
     calls, hooks = hook_recorder()
     reg = local_registry(FailingScore, **hooks)
     path = make_csv(blob_frame(n=50))
-    pipe = adpipe.Pipeline.from_dict(hook_config(path, detector="failing_score"), base_dir=tmp_path, registry=reg)
+    cfg = hook_config(path, detector="failing_score")
+    cfg["fit"] = {"source": dict(cfg["source"])}  # a separate training read: the run really scores the source
+    pipe = adpipe.Pipeline.from_dict(cfg, base_dir=tmp_path, registry=reg)
     with pytest.raises(adpipe.ModelError, match="boom"):
         pipe.run(write_summary=False)
     names = [c[0] for c in calls]

@@ -15,8 +15,8 @@ def mask(value: Any, key: str = "") -> Any:
         return {k: mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, key) for v in value]
+    if SECRET_KEY.search(key) and value not in (None, "", False):
+        return "***"
     if isinstance(value, str):
-        if SECRET_KEY.search(key) and value:
-            return "***"
         return URL_PASSWORD.sub(r"\1***\3", value)
     return value
