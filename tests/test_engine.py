@@ -111,6 +111,14 @@ def test_summary_path_can_be_configured(tmp_path, data):
     assert not (tmp_path / "out" / "scores.summary.json").exists()
 
 
+def test_dated_outputs_in_one_folder_keep_separate_summaries(tmp_path, data):
+    """Outputs named by date (daily.2024-01-01.csv, daily.2024-01-02.csv) must not share one summary file."""
+    first = run(tmp_path, basic_config(out="out/daily.2024-01-01.csv"))
+    second = run(tmp_path, basic_config(out="out/daily.2024-01-02.csv"))
+    assert first.summary_path != second.summary_path
+    assert json.loads(Path(first.summary_path).read_text())["run_id"] == first.run_id
+
+
 def test_parquet_and_jsonl_sinks_get_the_same_rows(tmp_path, data):
     cfg = basic_config(columns={"id": ["id"]})
     cfg["sinks"] += [{"type": "parquet", "path": "out/scores.parquet"}, {"type": "jsonl", "path": "out/s.jsonl"}]

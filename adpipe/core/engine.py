@@ -454,8 +454,21 @@ class Runner:
         for out in summary.outputs:
             p = Path(out)
             if "://" not in out and p.is_file():
-                return p.with_name(p.name.split(".")[0] + ".summary.json")
+                return p.with_name(_strip_suffixes(p.name) + ".summary.json")
         return cfg.base_dir / "runs" / f"{cfg.name}-{summary.run_id}.summary.json"
+
+
+OUTPUT_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".gz", ".bz2", ".xz", ".zst",
+                   ".zip", ".db", ".sqlite"}
+
+
+def _strip_suffixes(name: str) -> str:
+    """``daily.2024-01-01.csv.gz`` -> ``daily.2024-01-01``: only known output suffixes go."""
+    stem, dot, suffix = name.rpartition(".")
+    while dot and stem and f".{suffix.lower()}" in OUTPUT_SUFFIXES:
+        name = stem
+        stem, dot, suffix = name.rpartition(".")
+    return name
 
 
 def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[Batch]:
