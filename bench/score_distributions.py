@@ -154,7 +154,7 @@ def render(results: dict, datasets: dict, skipped: dict[str, str]) -> str:
       "detectors): after fitting, it keeps the training scores (the detector's `training_scores_` when it sets "
       "them, e.g. PyOD's `decision_scores_`, otherwise the scores of the training rows) and maps a new raw score "
       "to the share of training rows with a lower raw score: the empirical CDF of the training scores, "
-      "interpolated linearly between neighbouring training scores. The probability is in [0, 1], monotone in the "
+      "interpolated linearly between neighbouring training scores and counted over n + 1 rows, so only a score above everything seen in training reaches 1.0 (`calibration: {method: gaussian}` picks Kriegel et al.'s erf scaling instead). The probability is in [0, 1], monotone in the "
       "raw score, and means the same for every detector: 0.99 = higher than 99 % of the training rows. "
       "Thresholds, ensembles, severities and alerts work on it, so they are algorithm-agnostic.\n")
     w("`training_scores_` matters for neighbour-based detectors: PyOD's kNN/LOF training scores leave each row "

@@ -12,7 +12,7 @@ import pytest
 import adpipe
 from adpipe.core.schema import RESULT_COLUMNS, SEVERITIES
 from adpipe.plugins.sinks.memory import MemorySink
-from conftest import FailingScore, MeanDistance, basic_config, blob_frame, files_under, local_registry, write_yaml
+from conftest import FailingScore, MeanDistance, basic_config, blob_frame, files_under, local_registry
 
 
 def run(tmp_path: Path, cfg: dict, registry=None, **kwargs) -> adpipe.RunSummary:

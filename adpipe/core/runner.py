@@ -1,0 +1,227 @@
+"""Scoring a source batch by batch into the sinks, with at-least-once acknowledgement.
+
+Per batch: score (validate, preprocess, detect, calibrate, threshold) -> write every sink -> alert ->
+lifecycle hooks -> acknowledge to the source. A failure closes every sink with ``success=False`` (no
+half-written output) and re-raises.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import pandas as pd
+
+from adpipe.core import schema
+from adpipe.core.config import PipelineConfig
+from adpipe.core.context import RunContext
+from adpipe.core.errors import AdpipeError, DataError, PluginError
+from adpipe.core.plugin import Batch
+from adpipe.core.registry import Registry
+from adpipe.core.summary import RunSummary, StageTimer
+
+if TYPE_CHECKING:
+    from adpipe.core.engine import FittedPipeline
+
+#: stages every run summary reports (seconds), in pipeline order
+STAGE_NAMES = ("read_training", "fit_detector", "read", "validate", "preprocess", "detect", "calibrate",
+               "threshold", "write")
+
+
+class Runner:
+    """Scores a source batch by batch into the sinks, with at-least-once acknowledgement."""
+
+    def __init__(self, model: FittedPipeline, config: PipelineConfig, registry: Registry,
+                 timer: StageTimer | None = None, started: float | None = None):
+        self.model, self.config, self.registry = model, config, registry
+        self.timer = timer or StageTimer()
+        self.started = started or time.perf_counter()
+
+    def run(self, *, progress: bool = False, write_summary: bool = True,
+            batches: Iterator[Batch] | None = None, sinks: list | None = None,
+            known_scores: pd.Series | None = None) -> RunSummary:
+        cfg, model, timer = self.config, self.model, self.timer
+        ctx = RunContext(pipeline=cfg.name, model_version=model.model_version, base_dir=cfg.base_dir,
+                         config_path=cfg.path, id_columns=model.id_columns)
+        summary = RunSummary(pipeline=cfg.name, run_id=ctx.run_id, model_version=model.model_version,
+                             detector=cfg.detector.type, started_at=ctx.started_at.isoformat(),
+                             training=model.training, config_path=str(cfg.path) if cfg.path else None)
+        sinks = sinks if sinks is not None else [s.build() for s in cfg.sinks]
+        reject = cfg.reject_sink.build() if cfg.reject_sink else None
+        channels = [a.build() for a in cfg.alerts]
+        source = cfg.source.build() if batches is None else None
+        opened: list = []
+        scores_seen, labels_seen, flags_seen = [], [], []
+        bar = _progress(progress)
+        try:
+            for sink in [*sinks, *([reject] if reject else [])]:
+                sink.open(ctx)
+                opened.append(sink)
+            for ch in channels:
+                ch.open(ctx)
+            _hook(self.registry, "adpipe_before_run", context=ctx)
+            stream = batches if batches is not None else source.batches(cfg.engine.batch_rows)
+            for batch in _timed(stream, timer, "read"):
+                n = len(batch.data)
+                result, rejected = model.score_batch(batch.data, row_start=summary.rows_in, run_id=ctx.run_id,
+                                                     timer=timer, known_scores=known_scores)
+                summary.rows_in += n
+                summary.rows_scored += len(result)
+                summary.rows_rejected += len(rejected)
+                summary.anomalies += int(result[schema.LABEL].sum())
+                summary.batches += 1
+                with timer("write"):
+                    for sink in sinks:
+                        sink.write(result)
+                    if reject is not None and len(rejected):
+                        reject.write(rejected)
+                anomalies = result[result[schema.LABEL] == 1]
+                if len(anomalies):
+                    self._alert(channels, anomalies, ctx, summary)
+                    _hook(self.registry, "adpipe_on_anomalies", context=ctx, anomalies=anomalies)
+                if cfg.columns.label and cfg.columns.label in batch.data.columns and len(result):
+                    labels_seen.append(model._labels(batch.data.loc[result.index]))
+                    scores_seen.append(result[schema.SCORE].to_numpy())
+                    flags_seen.append(result[schema.LABEL].to_numpy())
+                _hook(self.registry, "adpipe_after_batch", context=ctx, result=result, rejected=rejected)
+                if source is not None:
+                    source.ack(batch)
+                if bar:
+                    bar.advance(n)
+            if summary.rows_in == 0:
+                raise DataError("The source yielded no rows to score.",
+                                hint="check the source path and that the file has data rows below its header")
+        except BaseException as exc:
+            for sink in opened:
+                _quiet(sink.close, False)
+            for ch in channels:
+                _quiet(ch.close)
+            _quiet(self.registry.hook.adpipe_on_error, context=ctx, error=exc)
+            raise
+        finally:
+            if bar:
+                bar.stop()
+            if source is not None:
+                _quiet(source.close)
+        with timer("write"):
+            for sink in opened:
+                sink.close(True)
+        for ch in channels:
+            _quiet(ch.close)
+        summary.outputs = [o for s in sinks for o in s.outputs()]
+        summary.rejects_output = reject.outputs() if reject else []
+        summary.stage_seconds = {**dict.fromkeys(STAGE_NAMES, 0.0), **timer.seconds}
+        summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)
+        summary.finished_at = datetime.now(timezone.utc).isoformat()
+        summary.seconds = time.perf_counter() - self.started
+        if write_summary:
+            summary.write_json(self._summary_path(summary))
+        _hook(self.registry, "adpipe_after_run", context=ctx, summary=summary)
+        return summary
+
+    def _alert(self, channels, anomalies, ctx, summary) -> None:
+        for ch in channels:
+            try:
+                ch.send(anomalies, ctx)
+                summary.alerts["sent"] += 1
+            except Exception as exc:  # a channel never stops scoring
+                summary.alerts["failed"] += 1
+                ctx.log.warning("alert channel %s failed: %s", ch.name, exc)
+
+    def _summary_path(self, summary: RunSummary) -> Path:
+        cfg = self.config
+        if cfg.summary.path is not None:
+            return Path(cfg.summary.path)
+        for out in summary.outputs:
+            p = Path(out)
+            if "://" not in out and p.is_file():
+                return p.with_name(_strip_suffixes(p.name) + ".summary.json")
+        return cfg.base_dir / "runs" / f"{cfg.name}-{summary.run_id}.summary.json"
+
+
+OUTPUT_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".gz", ".bz2", ".xz", ".zst",
+                   ".zip", ".db", ".sqlite"}
+
+
+def _strip_suffixes(name: str) -> str:
+    """``daily.2024-01-01.csv.gz`` -> ``daily.2024-01-01``: only known output suffixes go."""
+    stem, dot, suffix = name.rpartition(".")
+    while dot and stem and f".{suffix.lower()}" in OUTPUT_SUFFIXES:
+        name = stem
+        stem, dot, suffix = name.rpartition(".")
+    return name
+
+
+def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[Batch]:
+    it = iter(stream)
+    while True:
+        with timer(stage):
+            batch = next(it, None)
+        if batch is None:
+            return
+        yield batch
+
+
+def _hook(registry: Registry, name: str, **kwargs) -> None:
+    try:
+        getattr(registry.hook, name)(**kwargs)
+    except AdpipeError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"A plugin's {name} hook failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _quiet(fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # cleanup must not hide the original error
+        pass
+
+
+def _metrics(labels: list, scores: list, flags: list) -> dict[str, float]:
+    if not labels:
+        return {}
+    from sklearn import metrics
+
+    y, s, f = np.concatenate(labels), np.concatenate(scores), np.concatenate(flags)
+    ok = ~np.isnan(y)
+    y, s, f = y[ok].astype(int), s[ok], f[ok]
+    if len(np.unique(y)) < 2:
+        return {}
+    return {
+        "roc_auc": float(metrics.roc_auc_score(y, s)),
+        "pr_auc": float(metrics.average_precision_score(y, s)),
+        "precision": float(metrics.precision_score(y, f, zero_division=0)),
+        "recall": float(metrics.recall_score(y, f, zero_division=0)),
+        "f1": float(metrics.f1_score(y, f, zero_division=0)),
+    }
+
+
+class _Bar:
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        columns = (SpinnerColumn(), TextColumn("scoring"), TextColumn("{task.completed:,.0f} rows"),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
+        self.progress = Progress(*columns, console=Console(stderr=True), transient=True)
+        self.task = self.progress.add_task("score", total=None, rate="")
+        self.start = time.perf_counter()
+        self.rows = 0
+        self.progress.start()
+
+    def advance(self, n: int) -> None:
+        self.rows += n
+        rate = self.rows / max(time.perf_counter() - self.start, 1e-9)
+        self.progress.update(self.task, advance=n, rate=f"{rate:,.0f} rows/s")
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress(enabled: bool) -> _Bar | None:
+    return _Bar() if enabled and sys.stderr.isatty() else None
