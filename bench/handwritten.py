@@ -14,8 +14,9 @@ adpipe does, so that ``bench/batch.py`` compares like with like:
 - score: ``-IsolationForest.score_samples`` (higher = more anomalous; the
   ``isolation_forest`` plugin's score; PyOD's ``iforest`` differs by a
   constant, which changes neither probabilities nor flags);
-- probability: the empirical CDF of the training scores, interpolated with
-  ``np.interp`` on at most 2001 knots (adpipe/core/calibration.py);
+- probability: the empirical CDF of the training scores (levels counted over
+  n + 1 rows), interpolated with ``np.interp`` on at most 2001 knots, the
+  same as adpipe/core/calibration.py;
 - flag: the probability cut-off for which the share of training rows at or
   above it is closest to ``contamination`` (adpipe's ``contamination``);
 - severity: ``low/medium/high/critical`` at probability 0.95 / 0.99 / 0.999
@@ -45,7 +46,7 @@ SEVERITIES = np.array(["none", "low", "medium", "high", "critical"], dtype=objec
 
 def ecdf(train_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values, counts = np.unique(train_scores, return_counts=True)
-    levels = np.cumsum(counts) / train_scores.size
+    levels = np.cumsum(counts) / (train_scores.size + 1)  # over n + 1: only scores above training reach 1.0
     if values.size > MAX_KNOTS:
         idx = np.unique(np.linspace(0, values.size - 1, MAX_KNOTS).round().astype(int))
         values, levels = values[idx], levels[idx]

@@ -164,6 +164,33 @@ def test_fit_sample_rows(tmp_path, make_csv):
     assert len(scores_of(tmp_path)) == 500
 
 
+def test_spilled_scoring_pass_equals_reading_the_source_again(tmp_path, make_csv):
+    """engine.spill keeps the sampling pass's batches for scoring: same results as re-reading the CSV."""
+    frame = blob_frame(n=500, with_id=True)
+    frame["f1"] = frame["f1"].astype(object)
+    frame.loc[77, "f1"] = "oops"  # a rejected row must be rejected the same way from the spill
+    make_csv(frame)
+    common = dict(columns={"id": ["id"]}, fit={"sample_rows": 120, "seed": 1}, validation={"on_invalid": "drop"})
+    a = run(tmp_path, basic_config(out="out/spill.csv", engine={"batch_rows": 50}, **common))
+    b = run(tmp_path, basic_config(out="out/reread.csv", engine={"batch_rows": 50, "spill": False}, **common))
+    assert (a.rows_in, a.rows_scored, a.rows_rejected, a.batches) == (b.rows_in, b.rows_scored, b.rows_rejected,
+                                                                     b.batches) == (500, 499, 1, 10)
+    x, y = scores_of(tmp_path, "out/spill.csv"), scores_of(tmp_path, "out/reread.csv")
+    assert x["id"].tolist() == y["id"].tolist()
+    np.testing.assert_allclose(x["anomaly_score"], y["anomaly_score"])
+
+
+def test_training_sample_is_spread_over_the_whole_source(tmp_path, make_csv):
+    """The reservoir keeps a uniform sample: rows from the start, middle and end of a long source."""
+    from adpipe.core.engine import read_frames
+
+    batches = (adpipe.Batch(pd.DataFrame({"x": np.arange(i, i + 1000)})) for i in range(0, 100_000, 1000))
+    sample = read_frames(batches, 2000, seed=0)
+    assert len(sample) == 2000 and sample.index.is_unique
+    assert (sample.index == sample["x"]).all()  # the index is each row's position in the source
+    assert np.histogram(sample["x"], bins=4, range=(0, 100_000))[0].min() > 400
+
+
 def test_bad_row_in_a_sampled_training_set_is_reported_with_its_data_row(tmp_path, make_csv):
     """With fit.sample_rows the training error must name the row of the file (250), not its position in the sample."""
     frame = blob_frame(n=300, with_id=True)

@@ -87,6 +87,8 @@ class ValidationSpec(_Spec):
 
 class EngineSpec(_Spec):
     batch_rows: int = Field(100_000, ge=1, description="rows per scoring batch (bounds memory)")
+    spill: bool = Field(True, description="with fit.sample_rows, keep the parsed batches of the sampling pass in a "
+                        "temporary file so scoring does not parse the source again (needs disk space)")
 
 
 class SummarySpec(_Spec):

@@ -22,9 +22,10 @@ from adpipe.core.calibration import Calibrator
 from adpipe.core.config import PipelineConfig, load_config
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError
 from adpipe.core.frames import to_frame
-from adpipe.core.plugin import Batch, Detector, Preprocessor, Threshold
+from adpipe.core.plugin import Batch, Detector, Preprocessor, Source, Threshold
 from adpipe.core.registry import Registry, get_registry
 from adpipe.core.runner import Runner
+from adpipe.core.spill import Spill
 from adpipe.core.summary import RunSummary, StageTimer
 
 
@@ -58,7 +59,7 @@ class Pipeline:
         self.model_ = FittedPipeline.fit(self.config, frame, timer=timer, row_numbers=rows)
         return self.model_
 
-    def _read_training(self) -> pd.DataFrame:
+    def _read_training(self, spill: Spill | None = None) -> pd.DataFrame:
         cfg = self.config
         spec = cfg.fit_source or cfg.source
         if spec is None:
@@ -68,8 +69,11 @@ class Pipeline:
         if not source.finite and cfg.fit.sample_rows is None:
             raise ConfigError(f"The {spec.type} source never ends, so it cannot be read whole for training.",
                               hint="set fit.source to a finite training source")
+        batches = source.batches(cfg.engine.batch_rows)
+        if spill is not None:
+            batches = _tee(batches, spill.add)
         try:
-            return read_frames(source.batches(cfg.engine.batch_rows), cfg.fit.sample_rows, cfg.fit.seed)
+            return read_frames(batches, cfg.fit.sample_rows, cfg.fit.seed)
         finally:
             source.close()
 
@@ -88,16 +92,23 @@ class Pipeline:
             raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
         timer = StageTimer()
         started = time.perf_counter()
-        cached = None
+        cached, spill = None, None
+        one_source = cfg.fit_source is None and cfg.source.cls.finite
         with timer("read_training"):
-            if cfg.fit_source is None and cfg.fit.sample_rows is None and cfg.source.cls.finite:
+            if one_source and cfg.fit.sample_rows is None:
                 cached = self._read_training()  # the whole source: score it from memory, no second read
                 frame = cached
             else:
-                frame = self._read_training()
+                # a sample of the source: keep the parsed batches for the scoring pass (sources that need
+                # acknowledgements are read again instead)
+                if one_source and cfg.engine.spill and cfg.source.cls.ack is Source.ack:
+                    spill = Spill()
+                frame = self._read_training(spill)
         self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
         del frame
         batches, known = None, None
+        if spill is not None and spill.ok:
+            batches = spill.batches()
         if cached is not None:
             batches = (Batch(cached.iloc[i:i + cfg.engine.batch_rows], {"row_start": i})
                        for i in range(0, len(cached), cfg.engine.batch_rows))
@@ -105,8 +116,18 @@ class Pipeline:
             # leave each row out of its own neighbourhood), as PyOD's labels_ and adpipe.detect do
             known = self.model_.fit_scores_
         self.model_.fit_scores_ = None
-        return Runner(self.model_, cfg, self.registry, timer=timer, started=started).run(
-            progress=progress, write_summary=write_summary, batches=batches, sinks=sinks, known_scores=known)
+        try:
+            return Runner(self.model_, cfg, self.registry, timer=timer, started=started).run(
+                progress=progress, write_summary=write_summary, batches=batches, sinks=sinks, known_scores=known)
+        finally:
+            if spill is not None:
+                spill.close()
+
+
+def _tee(batches: Iterator[Batch], keep) -> Iterator[Batch]:
+    for batch in batches:
+        keep(batch)
+        yield batch
 
 
 def read_frames(batches: Iterator[Batch], sample_rows: int | None, seed: int) -> pd.DataFrame:
@@ -121,8 +142,12 @@ def read_frames(batches: Iterator[Batch], sample_rows: int | None, seed: int) ->
     for batch in batches:  # the index keeps each row's position in the source, for error messages
         frame = batch.data.set_axis(pd.RangeIndex(seen, seen + len(batch.data)), axis=0)
         seen += len(frame)
+        new_keys = rng.random(len(frame))
+        if kept is not None and len(kept) >= sample_rows:  # only rows that beat the current sample matter
+            cut = new_keys < keys.max()
+            frame, new_keys = frame[cut], new_keys[cut]
         kept = frame if kept is None else pd.concat([kept, frame])
-        keys = np.concatenate([keys, rng.random(len(frame))])
+        keys = np.concatenate([keys, new_keys])
         if len(kept) > sample_rows:  # keep the rows with the smallest random keys
             idx = np.sort(np.argpartition(keys, sample_rows)[:sample_rows])
             kept, keys = kept.iloc[idx], keys[idx]

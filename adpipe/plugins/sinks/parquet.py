@@ -57,6 +57,11 @@ class ParquetSink(FileSink):
         compression: Literal["snappy", "gzip", "brotli", "zstd", "lz4", "none"] = adpipe.Field(
             "snappy", description="column compression codec"
         )
+        dictionary: Literal["auto", "all", "none"] = adpipe.Field(
+            "auto",
+            description="dictionary encoding: 'auto' for every column but floating-point ones (scores and "
+            "measurements rarely repeat, and trying costs time on every row group), 'all' or 'none'",
+        )
 
     _writer: pq.ParquetWriter | None = None
 
@@ -69,12 +74,18 @@ class ParquetSink(FileSink):
             if self._writer is None:
                 schema = first_schema(frame)
                 table = conform(frame, schema, self.target)
-                self._writer = pq.ParquetWriter(self._tmp, schema, compression=self.params.compression)
+                self._writer = pq.ParquetWriter(self._tmp, schema, compression=self.params.compression,
+                                                use_dictionary=self._dictionary(schema))
             else:
                 table = conform(frame, self._writer.schema, self.target)
             self._writer.write_table(table)
         except pa.ArrowException as exc:
             raise SinkError(f"Cannot write Parquet output '{self.target}': {exc}") from exc
+
+    def _dictionary(self, schema: pa.Schema) -> bool | list[str]:
+        if self.params.dictionary != "auto":
+            return self.params.dictionary == "all"
+        return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
     def _finish(self, tmp: Path) -> None:
         if self._writer is not None:
