@@ -44,10 +44,11 @@ def test_run_writes_outputs_and_summary(project):
 
 def test_run_with_overrides_and_json(project):
     proc = run_cli("run", "config=pipe.yaml", "detector=lof", "threshold.contamination=0.02", "+fit.sample_rows=200",
-                   "--json", cwd=project)
+                   "sinks=[{type: csv, path: out/scores.csv}, {type: console}]", "--json", cwd=project)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["detector"] == "lof"
+    assert summary["detector"] == "lof"  # stdout is pure JSON: the console sink prints on stderr
+    assert "anomalies in 300 rows" in proc.stderr
     assert summary["training"]["rows"] == 200 and summary["rows_scored"] == 300
     assert 2 <= summary["anomalies"] <= 15
     assert json.loads((project / "out" / "scores.summary.json").read_text())["run_id"] == summary["run_id"]

@@ -67,6 +67,16 @@ def test_group_override_of_an_inline_stage_picks_the_plugin_with_defaults(tmp_pa
     assert cfg.detector.type == "ecod"
 
 
+def test_a_mapping_override_replaces_the_whole_stage(tmp_path):
+    """`threshold={type: top_k, k: 40}` is a new stage: the old stage's keys (contamination) do not merge in."""
+    path = write_yaml(tmp_path / "pipe.yaml", basic_config())
+    cfg = load_config(path, ["threshold={type: top_k, k: 40}"])
+    assert (cfg.threshold.type, cfg.threshold.params.k) == ("top_k", 40)
+    cfg = load_config(path, ["threshold={type: top_k}", "threshold.k=7"])
+    assert cfg.threshold.params.k == 7
+    assert load_config(path, ["detector={type: lof, n_neighbors: 5}"]).detector.params.n_neighbors == 5
+
+
 def test_packaged_threshold_group(tmp_path):
     text = GROUPED.replace("threshold: {type: contamination, contamination: 0.1}\n", "")
     text = text.replace("  - _self_", "  - threshold: top_k\n  - _self_")

@@ -409,6 +409,28 @@ def test_failed_run_leaves_no_output_and_keeps_the_previous_one(tmp_path, data):
     assert files_under(tmp_path / "out") == before  # no temp file, no new.parquet, same summary
 
 
+class UnpublishableSink(adpipe.Sink):
+    """Writes fine, then cannot publish (a full disk at the last moment)."""
+
+    name = "unpublishable"
+
+    def write(self, frame):
+        pass
+
+    def close(self, success):
+        if success:
+            raise OSError(28, "No space left on device")
+
+
+def test_a_sink_that_cannot_publish_fails_the_run_and_rolls_back_the_rest(tmp_path, data):
+    reg = local_registry(UnpublishableSink)
+    cfg = basic_config(sinks=[{"type": "unpublishable"}, {"type": "csv", "path": "out/scores.csv"}],
+                       reject_sink={"type": "csv", "path": "out/rej.csv"})
+    err = run_error(tmp_path, cfg, adpipe.SinkError, registry=reg)
+    assert "unpublishable" in str(err) and "No space left" in str(err) and err.exit_code == 7
+    assert files_under(tmp_path / "out") == []  # neither the results nor the rejects, and no temp file
+
+
 def test_output_path_that_is_a_folder_is_a_sink_error(tmp_path, data):
     (tmp_path / "out" / "scores.csv").mkdir(parents=True)
     err = run_error(tmp_path, basic_config(), adpipe.SinkError)

@@ -245,7 +245,7 @@ def test_console_sink_prints_the_top_anomalies(capsys):
     sink = ConsoleSink(top=2)
     frames = [results(range(0, 6)), results(range(6, 12), score_offset=10)]
     run(sink, *frames)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "6 anomalies in 12 rows" in out and "6 high" in out
     assert "top 2 anomalies" in out
     # the two highest flagged scores are ids 11 and 9 (odd ids are flagged, scores rise with the id)
@@ -253,11 +253,20 @@ def test_console_sink_prints_the_top_anomalies(capsys):
     assert [line.split("│")[1].strip() for line in rows] == ["11", "9"]
 
 
+def test_console_sink_can_print_to_stdout(capsys):
+    sink = ConsoleSink(stream="stdout")
+    sink.open(context())
+    sink.write(pd.DataFrame({"id": [1], "anomaly_score": [2.0], "anomaly_probability": [0.99], "is_anomaly": [1],
+                             "severity": ["high"], "model_version": "m", "run_id": "r"}))
+    sink.close(True)
+    assert "1 anomalies in 1 rows" in capsys.readouterr().out
+
+
 def test_console_sink_is_quiet_on_failure_and_handles_no_anomalies(capsys):
     run(ConsoleSink(), results(range(4)), success=False)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().err == ""
     run(ConsoleSink(), results(range(4)).assign(is_anomaly=0))
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "0 anomalies in 4 rows" in out and "top" not in out
 
 

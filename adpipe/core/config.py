@@ -164,6 +164,9 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         raise ConfigError(f"Config file not found: {path} (looked in {path.resolve()}).",
                           hint="pass config=PATH to an existing .yaml file")
     path = path.resolve()
+    replaced = _stage_swaps(overrides, mappings_only=True)
+    if replaced:  # Hydra would merge the new mapping into the old stage's keys
+        return _compose_with_swaps(path, overrides, replaced)
     dirs = [path.parent, PACKAGE_CONFIGS]
     try:
         with tempfile.TemporaryDirectory(prefix="adpipe-cfg-") as tmp:
@@ -194,17 +197,28 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
         raise ConfigError(f"{path}: cannot read the config: {exc}", hint="check the YAML syntax") from None
 
 
-def _stage_swaps(overrides) -> dict[str, str]:
-    """``detector=lof``-style overrides: a stage key set to a plain plugin name."""
-    out = {}
+def _stage_swaps(overrides, mappings_only: bool = False) -> dict[str, str | dict]:
+    """Overrides that replace a whole stage: ``detector=lof`` or ``threshold={type: top_k, k: 40}``."""
+    import yaml
+
+    out: dict[str, str | dict] = {}
     for o in overrides:
         key, eq, value = o.partition("=")
-        if eq and key in STAGES and re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        if not eq or key not in STAGES:
+            continue
+        if re.fullmatch(r"[a-z][a-z0-9_]*", value) and not mappings_only:
             out[key] = value
+        elif value.lstrip().startswith("{"):
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            if isinstance(parsed, dict) and "type" in parsed:
+                out[key] = parsed
     return out
 
 
-def _compose_with_swaps(path: Path, overrides, swaps: dict[str, str]) -> dict:
+def _compose_with_swaps(path: Path, overrides, swaps: dict[str, str | dict]) -> dict:
     """Replace stages written inline in the config, as Hydra does for stages picked from the defaults list.
 
     The new stage is the group's option file (``detector/lof.yaml`` beside the config or shipped with
@@ -217,6 +231,9 @@ def _compose_with_swaps(path: Path, overrides, swaps: dict[str, str]) -> dict:
 
     raw = compose(path, [o for o in overrides if stage_of(o) not in swaps])
     for key, name in swaps.items():
+        if isinstance(name, dict):  # a whole new stage: nothing merges into it
+            raw[key] = name
+            continue
         option = next((d / key / f"{name}.yaml" for d in (path.parent, PACKAGE_CONFIGS)
                        if (d / key / f"{name}.yaml").is_file()), None)
         raw[key] = (yaml.safe_load(option.read_text()) or {}) if option else {"type": name}

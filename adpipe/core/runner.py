@@ -19,7 +19,7 @@ import pandas as pd
 from adpipe.core import schema
 from adpipe.core.config import PipelineConfig
 from adpipe.core.context import RunContext
-from adpipe.core.errors import AdpipeError, DataError, PluginError
+from adpipe.core.errors import AdpipeError, DataError, PluginError, SinkError
 from adpipe.core.plugin import Batch
 from adpipe.core.registry import Registry
 from adpipe.core.summary import RunSummary, StageTimer
@@ -95,6 +95,10 @@ class Runner:
             if summary.rows_in == 0:
                 raise DataError("The source yielded no rows to score.",
                                 hint="check the source path and that the file has data rows below its header")
+            with timer("write"):  # publish; a sink that cannot publish fails the run, the rest roll back
+                while opened:
+                    _publish(opened[0], summary)
+                    opened.pop(0)
         except BaseException as exc:
             for sink in opened:
                 _quiet(sink.close, False)
@@ -107,12 +111,9 @@ class Runner:
                 bar.stop()
             if source is not None:
                 _quiet(source.close)
-        with timer("write"):
-            for sink in opened:
-                sink.close(True)
         for ch in channels:
             _quiet(ch.close)
-        summary.outputs = [o for s in sinks for o in s.outputs()]
+        summary.outputs = [o for s in sinks for o in s.outputs()]  # in config order, without the rejects
         summary.rejects_output = reject.outputs() if reject else []
         summary.stage_seconds = {**dict.fromkeys(STAGE_NAMES, 0.0), **timer.seconds}
         summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)
@@ -154,6 +155,19 @@ def _strip_suffixes(name: str) -> str:
         name = stem
         stem, dot, suffix = name.rpartition(".")
     return name
+
+
+def _publish(sink, summary: RunSummary) -> None:
+    try:
+        sink.close(True)
+    except AdpipeError:
+        raise
+    except Exception as exc:
+        done = summary.outputs
+        raise SinkError(f"The {sink.name} sink could not finish its output: {type(exc).__name__}: {exc}",
+                        hint="check free disk space and permissions of the output location" +
+                        (f"; already published: {', '.join(done)}" if done else "")) from exc
+    summary.outputs.extend(sink.outputs())
 
 
 def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[Batch]:

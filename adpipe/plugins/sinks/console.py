@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from rich.console import Console
@@ -21,6 +22,8 @@ class ConsoleSink(adpipe.Sink):
 
     class Params(adpipe.Params):
         top: int = adpipe.Field(10, ge=1, le=1000, description="how many of the highest-scoring anomalies to show")
+        stream: Literal["stderr", "stdout"] = adpipe.Field(
+            "stderr", description="where the table goes (stderr keeps stdout free for `adpipe run --json`)")
 
     def __init__(self, params=None, **kwargs: Any):
         super().__init__(params, **kwargs)
@@ -46,13 +49,16 @@ class ConsoleSink(adpipe.Sink):
     def close(self, success: bool) -> None:
         if not success:
             return
-        console = Console(file=sys.stdout)
+        console = Console(file=sys.stdout if self.params.stream == "stdout" else sys.stderr)
         anomalies = sum(self.severities.values())
         title = getattr(self.context, "pipeline", None) or "adpipe"
-        console.print(f"[bold]{title}[/bold]: {anomalies} anomalies in {self.rows} rows"
-                      + (f" ({self._by_severity()})" if anomalies else ""))  # fmt: skip
-        if self.best is not None and len(self.best):
-            console.print(self._table())
+        try:
+            console.print(f"[bold]{title}[/bold]: {anomalies} anomalies in {self.rows} rows"
+                          + (f" ({self._by_severity()})" if anomalies else ""))  # fmt: skip
+            if self.best is not None and len(self.best):
+                console.print(self._table())
+        except OSError as exc:  # a closed or full terminal must not fail a run whose data is written
+            logging.getLogger(__name__).warning("console sink could not print: %s", exc)
 
     def _by_severity(self) -> str:
         order = {s: i for i, s in enumerate(reversed(S.SEVERITIES))}
