@@ -9,18 +9,9 @@ import pytest
 
 import adpipe
 from adpipe.core.config import PACKAGE_CONFIGS, load_config
-from conftest import basic_config, write_yaml
+from conftest import GROUPED_CONFIG, basic_config, write_yaml
 
-GROUPED = """\
-defaults:
-  - detector: iforest
-  - _self_
-source: {type: csv, path: data.csv}
-threshold: {type: contamination, contamination: 0.1}
-sinks:
-  - {type: csv, path: out/scores.csv}
-reject_sink: {type: csv, path: out/rejected.csv}
-"""
+GROUPED = GROUPED_CONFIG + "reject_sink: {type: csv, path: out/rejected.csv}\n"
 
 
 def config_error(path, overrides=()) -> adpipe.ConfigError:

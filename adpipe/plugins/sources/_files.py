@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Any
 
@@ -48,4 +49,13 @@ def check_dtypes(value: dict[str, str] | None) -> dict[str, str] | None:
             pandas_dtype(dtype)
         except TypeError:
             raise ValueError(f"column {column!r}: {dtype!r} is not a pandas dtype (try float64, int64, str, category)")
+    return value
+
+
+def check_encoding(value: str) -> str:
+    """Pydantic validator: a text encoding Python knows."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {value!r} (try utf-8, latin-1, cp1252)") from None
     return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -11,7 +10,7 @@ from pydantic import field_validator
 
 import adpipe
 from adpipe.core.errors import DataError, SourceError
-from adpipe.plugins.sources._files import check_dtypes, empty_input, meta, missing_columns, require_path
+from adpipe.plugins.sources._files import check_dtypes, check_encoding, empty_input, meta, missing_columns, require_path
 
 
 class CsvSource(adpipe.Source):
@@ -40,14 +39,7 @@ class CsvSource(adpipe.Source):
 
         _dtypes = field_validator("dtype")(check_dtypes)
 
-        @field_validator("encoding")
-        @classmethod
-        def _known_encoding(cls, value: str) -> str:
-            try:
-                codecs.lookup(value)
-            except LookupError:
-                raise ValueError(f"unknown text encoding {value!r} (try utf-8, latin-1, cp1252)") from None
-            return value
+        _encoding = field_validator("encoding")(check_encoding)
 
     _reader = None
 

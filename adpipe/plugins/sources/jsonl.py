@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bz2
-import codecs
 import gzip
 import itertools
 import json
@@ -16,7 +15,7 @@ from pydantic import field_validator
 
 import adpipe
 from adpipe.core.errors import DataError, SourceError
-from adpipe.plugins.sources._files import check_dtypes, empty_input, meta, missing_columns, require_path
+from adpipe.plugins.sources._files import check_dtypes, check_encoding, empty_input, meta, missing_columns, require_path
 
 OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
@@ -55,14 +54,7 @@ class JsonlSource(adpipe.Source):
 
         _dtypes = field_validator("dtype")(check_dtypes)
 
-        @field_validator("encoding")
-        @classmethod
-        def _known_encoding(cls, value: str) -> str:
-            try:
-                codecs.lookup(value)
-            except LookupError:
-                raise ValueError(f"unknown text encoding {value!r} (try utf-8, latin-1)") from None
-            return value
+        _encoding = field_validator("encoding")(check_encoding)
 
     _reader = None
 
