@@ -30,10 +30,11 @@ from adpipe.core.summary import RunSummary, StageTimer
 
 
 class Pipeline:
-    """A validated pipeline config, ready to fit and run.
+    """A validated pipeline config, ready to fit and run::
 
-    >>> pipe = Pipeline.from_config("configs/fraud.yaml", overrides=["detector=lof"])
-    >>> summary = pipe.run()
+        pipe = Pipeline.from_config("configs/fraud.yaml", overrides=["detector=lof"])
+        summary = pipe.run()            # fit, then score the source into every sink
+        model = pipe.fit()              # or: fit only, then model.score(df)
     """
 
     def __init__(self, config: PipelineConfig, registry: Registry | None = None):
@@ -92,36 +93,36 @@ class Pipeline:
             raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
         timer = StageTimer()
         started = time.perf_counter()
-        cached, spill = None, None
         one_source = cfg.fit_source is None and cfg.source.cls.finite
-        with timer("read_training"):
-            if one_source and cfg.fit.sample_rows is None:
-                cached = self._read_training()  # the whole source: score it from memory, no second read
-                frame = cached
-            else:
-                # a sample of the source: keep the parsed batches for the scoring pass (sources that need
-                # acknowledgements are read again instead)
-                if one_source and cfg.engine.spill and cfg.source.cls.ack is Source.ack:
-                    spill = Spill()
-                frame = self._read_training(spill)
-        self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
-        del frame
-        batches, known = None, None
-        if spill is not None and spill.ok:
-            batches = spill.batches()
-        if cached is not None:
-            batches = (Batch(cached.iloc[i:i + cfg.engine.batch_rows], {"row_start": i})
-                       for i in range(0, len(cached), cfg.engine.batch_rows))
-            # these rows are the training rows: keep the detector's own training scores for them (kNN and LOF
-            # leave each row out of its own neighbourhood), as PyOD's labels_ and adpipe.detect do
-            known = self.model_.fit_scores_
-        self.model_.fit_scores_ = None
+        whole = one_source and cfg.fit.sample_rows is None
+        # a sample of the source: keep the parsed batches for the scoring pass (sources that need
+        # acknowledgements are read again instead)
+        spill = Spill() if (one_source and not whole and cfg.engine.spill and cfg.source.cls.ack is Source.ack) \
+            else None
         try:
+            with timer("read_training"):
+                frame = self._read_training(spill)
+            self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
+            batches, known = None, None
+            if whole:  # the training rows are the whole source: score them from memory, no second read
+                batches = _slices(frame, cfg.engine.batch_rows)
+                # keep the detector's own training scores for these rows (kNN and LOF leave each row out of
+                # its own neighbourhood), as PyOD's labels_ and adpipe.detect do
+                known = self.model_.fit_scores_
+            elif spill is not None and spill.ok:
+                batches = spill.batches()
+            del frame
+            self.model_.fit_scores_ = None
             return Runner(self.model_, cfg, self.registry, timer=timer, started=started).run(
                 progress=progress, write_summary=write_summary, batches=batches, sinks=sinks, known_scores=known)
         finally:
             if spill is not None:
                 spill.close()
+
+
+def _slices(frame: pd.DataFrame, step: int) -> Iterator[Batch]:
+    for i in range(0, len(frame), step):
+        yield Batch(frame.iloc[i:i + step], {"row_start": i})
 
 
 def _tee(batches: Iterator[Batch], keep) -> Iterator[Batch]:
