@@ -181,3 +181,24 @@ def test_connection_failure_masks_the_password(pg_url):
     with pytest.raises(adpipe.SinkError, match="Cannot connect") as err:
         SqlSink(url=raw, table="scores").open(context())
     assert "s3cret" not in str(err.value) and ":***@" in str(err.value)
+
+
+def test_a_whole_pipeline_into_postgresql_twice_keeps_one_row_per_key(engine, pg_url, schema, tmp_path):
+    """`adpipe run` into PostgreSQL: every scored row lands once; a rerun (at-least-once replay) upserts."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame(rng.normal(size=(500, 3)), columns=["a", "b", "c"]).assign(id=np.arange(500))
+    data.to_csv(tmp_path / "data.csv", index=False)
+    cfg = {
+        "source": {"type": "csv", "path": "data.csv"},
+        "columns": {"id": ["id"]},
+        "detector": {"type": "iforest", "n_estimators": 30},
+        "threshold": {"type": "contamination", "contamination": 0.05},
+        "sinks": [{"type": "sql", "url": pg_url, "schema": schema, "table": "scores"}],
+        "engine": {"batch_rows": 120},
+        "summary": {"path": str(tmp_path / "summary.json")},
+    }
+    runs = [adpipe.Pipeline.from_dict(cfg, base_dir=tmp_path).run() for _ in range(2)]
+    assert all(r.rows_in == r.rows_scored == 500 for r in runs)
+    rows = query(engine, f'SELECT count(*), count(DISTINCT id), sum(is_anomaly) FROM "{schema}".scores')
+    assert rows == [(500, 500, runs[1].anomalies)]
+    assert query(engine, f'SELECT DISTINCT run_id FROM "{schema}".scores') == [(runs[1].run_id,)]

@@ -7,6 +7,7 @@ half-written output) and re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import datetime, timezone
@@ -239,3 +240,12 @@ class _Bar:
 
 def _progress(enabled: bool) -> _Bar | None:
     return _Bar() if enabled and sys.stderr.isatty() else None
+
+
+def fitting_status(enabled: bool):
+    """A spinner on stderr while the training data is read and the pipeline fitted (terminals only)."""
+    if not (enabled and sys.stderr.isatty()):
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status("reading the training data and fitting the pipeline")
