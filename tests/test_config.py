@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import adpipe
-from adpipe.core.config import PACKAGE_CONFIGS, load_config
+from adpipe.core.compose import PACKAGE_CONFIGS
+from adpipe.core.config import load_config
 from conftest import GROUPED_CONFIG, basic_config, write_yaml
 
 GROUPED = GROUPED_CONFIG + "reject_sink: {type: csv, path: out/rejected.csv}\n"

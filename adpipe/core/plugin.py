@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field  # noqa: F401  (Field is re-exported)
+from pydantic import BaseModel, ConfigDict, Field  # noqa: F401  (re-exported as adpipe.Field)
 
 from adpipe.core.errors import PluginError
 
