@@ -205,7 +205,6 @@ class FittedPipeline:
                 from sklearn.impute import SimpleImputer
 
                 self.imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(checked.numeric)
-            self.preprocessors = [spec.build() for spec in self.config.preprocess]
             X = self._features(checked, fit=True)
         with timer("fit_detector"):
             self.detector = self.config.detector.build()
@@ -224,7 +223,7 @@ class FittedPipeline:
             self.calibrator = Calibrator(self.config.calibration.method).fit(train_scores)
             probs = self.calibrator.transform(train_scores)
         with timer("threshold"):
-            labels = self._labels(checked.frame) if len(train_scores) == len(checked.frame) else None
+            labels = self.labels(checked.frame) if len(train_scores) == len(checked.frame) else None
             self.threshold = self.config.threshold.build().fit(train_scores, probs, labels)
         fitted_at = datetime.now(timezone.utc).isoformat()
         digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode()
@@ -254,12 +253,13 @@ class FittedPipeline:
             raise DataError("No feature columns are left for the detector.",
                             hint="check columns.features / columns.id / columns.exclude against the data's columns")
         self.feature_columns = features
-        probes = [spec.build() for spec in self.config.preprocess]
+        self.preprocessors = [spec.build() for spec in self.config.preprocess]  # fitted later, in fit()
         kept = list(features)
-        for pre in probes:
+        for pre in self.preprocessors:
             kept = pre.output_columns(kept)
         used = [c for c in features if c in kept] or features
-        self.text_columns = sorted({c for pre in probes for c in pre.text_columns(used)}, key=used.index)
+        self.text_columns = sorted({c for pre in self.preprocessors for c in pre.text_columns(used)},
+                                   key=used.index)
         self.numeric_columns = [c for c in used if c not in self.text_columns]
 
     def _check(self, frame: pd.DataFrame, row_start: int = 0, where: str = "input",
@@ -293,7 +293,8 @@ class FittedPipeline:
             X = X[np.random.default_rng(0).choice(len(X), limit, replace=False)]
         return self._detect(X)
 
-    def _labels(self, frame: pd.DataFrame) -> np.ndarray | None:
+    def labels(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The ground-truth column (``columns.label``) as floats, NaN where unusable; None without one."""
         label = self.config.columns.label
         if not label or label not in frame.columns:
             return None

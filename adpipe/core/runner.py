@@ -85,7 +85,7 @@ class Runner:
                     self._alert(channels, anomalies, ctx, summary)
                     _hook(self.registry, "adpipe_on_anomalies", context=ctx, anomalies=anomalies)
                 if cfg.columns.label and cfg.columns.label in batch.data.columns and len(result):
-                    labels_seen.append(model._labels(batch.data.loc[result.index]))
+                    labels_seen.append(model.labels(batch.data.loc[result.index]))
                     scores_seen.append(result[schema.SCORE].to_numpy())
                     flags_seen.append(result[schema.LABEL].to_numpy())
                 _hook(self.registry, "adpipe_after_batch", context=ctx, result=result, rejected=rejected)
@@ -97,8 +97,9 @@ class Runner:
                 raise DataError("The source yielded no rows to score.",
                                 hint="check the source path and that the file has data rows below its header")
             with timer("write"):  # publish; a sink that cannot publish fails the run, the rest roll back
+                published: list[str] = []
                 while opened:
-                    _publish(opened[0], summary)
+                    _publish(opened[0], published)
                     opened.pop(0)
         except BaseException as exc:
             for sink in opened:
@@ -158,17 +159,16 @@ def _strip_suffixes(name: str) -> str:
     return name
 
 
-def _publish(sink, summary: RunSummary) -> None:
+def _publish(sink, published: list[str]) -> None:
     try:
         sink.close(True)
     except AdpipeError:
         raise
     except Exception as exc:
-        done = summary.outputs
         raise SinkError(f"The {sink.name} sink could not finish its output: {type(exc).__name__}: {exc}",
                         hint="check free disk space and permissions of the output location" +
-                        (f"; already published: {', '.join(done)}" if done else "")) from exc
-    summary.outputs.extend(sink.outputs())
+                        (f"; already published: {', '.join(published)}" if published else "")) from exc
+    published.extend(sink.outputs())
 
 
 def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[Batch]:

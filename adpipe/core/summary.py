@@ -54,10 +54,6 @@ class RunSummary:
     def anomaly_rate(self) -> float:
         return self.anomalies / self.rows_scored if self.rows_scored else 0.0
 
-    @property
-    def reconciles(self) -> bool:
-        return self.rows_in == self.rows_scored + self.rows_rejected
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["anomaly_rate"] = round(self.anomaly_rate, 6)
