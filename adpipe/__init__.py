@@ -13,9 +13,15 @@ from adpipe.core.errors import (
     AlertError,
     ConfigError,
     DataError,
+    ModelCompatibilityError,
+    ModelCompatibilityWarning,
     ModelError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    ModelTrustError,
     PluginConflictError,
     PluginError,
+    SchemaMismatchError,
     SinkError,
     SourceError,
 )
@@ -44,6 +50,8 @@ _LAZY = {
     "Pipeline": "adpipe.core.engine",
     "FittedPipeline": "adpipe.core.engine",
     "RunSummary": "adpipe.core.summary",
+    "load_model": "adpipe.core.model",
+    "ModelStore": "adpipe.core.store",
 }
 
 
@@ -57,7 +65,8 @@ def __getattr__(name):  # heavy parts (engine, API) load on first use
 
 __all__ = [
     "AdpipeError", "AlertChannel", "AlertError", "Batch", "ConfigError", "DataError", "Detector",
-    "Field", "Integration", "ModelError", "Params", "Plugin", "PluginConflictError", "PluginError",
+    "Field", "Integration", "ModelCompatibilityError", "ModelCompatibilityWarning", "ModelError",
+    "ModelIntegrityError", "ModelNotFoundError", "ModelTrustError", "SchemaMismatchError", "Params", "Plugin", "PluginConflictError", "PluginError",
     "Preprocessor", "Registry", "RunContext", "Sink", "SinkError", "Source", "SourceError",
     "Threshold", "get_registry", "hookimpl", "hookspec", *_LAZY,
 ]

@@ -35,6 +35,17 @@ def blob_frame(n: int = 300, d: int = 3, n_outliers: int = 10, seed: int = 0, *,
     return frame
 
 
+@pytest.fixture(autouse=True)
+def adpipe_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own ADPIPE_HOME (model key) and model store; the user's ~/.adpipe is never touched."""
+    home = tmp_path_factory.mktemp("adpipe_home")
+    monkeypatch.setenv("ADPIPE_HOME", str(home))
+    monkeypatch.setenv("ADPIPE_STORE", str(home / "models"))
+    for var in ("ADPIPE_MODEL_KEY", "ADPIPE_MODEL_TRUST"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
 @pytest.fixture
 def adbench_dir() -> Path:
     """The folder of the ADBench ``.npz`` files shared beside the repository."""

@@ -1,6 +1,9 @@
 """The ``adpipe`` command line.
 
     adpipe run config=configs/fraud.yaml detector=lof threshold.contamination=0.02
+    adpipe fit config=configs/fraud.yaml            # a new version of the model `fraud` in the store
+    adpipe score model=fraud@production config=configs/fraud.yaml
+    adpipe models list | show | compare | promote | rollback | delete
     adpipe validate config=configs/fraud.yaml
     adpipe config config=configs/fraud.yaml detector=ecod
     adpipe plugins list --kind detector
@@ -30,17 +33,32 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def split_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
-    """Separate ``config=PATH`` from the Hydra overrides."""
-    config, overrides = None, []
+EXAMPLES = {"config": "configs/fraud.yaml", "model": "fraud@production"}
+
+
+def split_args(args: tuple[str, ...], keys: tuple[str, ...] = ("config",)) -> tuple[dict[str, str], list[str]]:
+    """Separate ``config=PATH`` (and other ``keys``, e.g. ``model=REF``) from the Hydra overrides."""
+    found: dict[str, str] = {}
+    overrides = []
     for arg in args:
-        if arg.startswith("config="):
-            config = arg.split("=", 1)[1]
+        key, eq, value = arg.partition("=")
+        if eq and key in keys:
+            found[key] = value
         else:
             overrides.append(arg)
-    if not config:
-        raise ConfigError("No config given.", hint="pass config=PATH, e.g. adpipe run config=configs/fraud.yaml")
-    return config, overrides
+    for key in keys:
+        if not found.get(key):
+            ctx = click.get_current_context(silent=True)
+            command = ctx.info_name if ctx else "run"
+            example = " ".join(f"{k}={EXAMPLES[k]}" for k in keys)
+            raise ConfigError(f"No {key} given.", hint=f"pass {'model=REF' if key == 'model' else 'config=PATH'}, "
+                                                       f"e.g. adpipe {command} {example}")
+    return found, overrides
+
+
+def config_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
+    found, overrides = split_args(args)
+    return found["config"], overrides
 
 
 @click.group(context_settings=CONTEXT, epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
@@ -64,9 +82,86 @@ def run(args: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Fit the pipeline and score its source into every sink."""
     from adpipe.core.engine import Pipeline
 
-    config, overrides = split_args(args)
+    config, overrides = config_args(args)
     pipeline = Pipeline.from_config(config, overrides)
     summary = pipeline.run(progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
+    elif not quiet:
+        summary.render(_console())
+
+
+store_option = click.option("--store", type=click.Path(file_okay=False), envvar="ADPIPE_STORE",
+                            help="Model store folder [env ADPIPE_STORE; default ~/.adpipe/models].")
+trust_options = [
+    click.option("--trust", is_flag=True, help="Load the model even if it is not signed with this machine's key "
+                 "(loading runs code from the file: only for files you trust)."),
+    click.option("--strict-versions", is_flag=True, help="Refuse a model made with another major.minor version "
+                 "of numpy, pandas, scikit-learn, scipy or PyOD (default: warn)."),
+]
+
+
+def _options(options):
+    def wrap(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return wrap
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@run_args
+@store_option
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the model to this file instead of the store.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print the model reference.")
+@click.option("--json", "as_json", is_flag=True, help="Print the model's metadata as JSON.")
+def fit(args: tuple[str, ...], store: str | None, out: str | None, quiet: bool, as_json: bool) -> None:
+    """Fit the pipeline and save the model: a new version in the store (or a file with --out)."""
+    from adpipe.core.engine import Pipeline
+    from adpipe.core.runner import fitting_status
+    from adpipe.core.store import ModelStore
+
+    config, overrides = config_args(args)
+    pipeline = Pipeline.from_config(config, overrides)
+    with fitting_status(not quiet and not as_json):
+        model = pipeline.fit()
+    if out:
+        ref, path = out, model.save(out)
+    else:
+        stored = ModelStore(store).add(model)
+        ref, path = stored.ref, stored.path
+    if as_json:
+        click.echo(json.dumps({"ref": ref, "path": str(path), **model.metadata}, indent=2, default=str))
+    elif quiet:
+        click.echo(ref)
+    else:
+        from adpipe.core.cli_models import render_fit
+
+        render_fit(_console(), ref, path, model.metadata)
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.argument("args", nargs=-1, metavar="model=REF config=PATH [OVERRIDES]...")
+@store_option
+@_options(trust_options)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+def score(args: tuple[str, ...], store: str | None, trust: bool, strict_versions: bool, quiet: bool,
+          as_json: bool) -> None:
+    """Score the config's source into its sinks with a saved model (nothing is fitted).
+
+    REF is a model file, NAME (newest version), NAME@VERSION, NAME@STAGE or an MLflow URI
+    (models:/NAME/VERSION). The model brings columns, preprocessing, detector, calibration, threshold
+    and severity; the config brings source, sinks, reject sink, alerts and engine settings.
+    """
+    from adpipe.core.config import load_config
+    from adpipe.core.engine import Pipeline
+    from adpipe.core.model import load_model
+
+    found, overrides = split_args(args, ("model", "config"))
+    cfg = load_config(found["config"], overrides, need_detector=False)
+    model = load_model(found["model"], store=store, trusted=trust, strict_versions=strict_versions)
+    summary = Pipeline(cfg).run(model=model, progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
     elif not quiet:
@@ -79,7 +174,7 @@ def validate(args: tuple[str, ...]) -> None:
     """Check a config (and every stage's parameters) without running it."""
     from adpipe.core.config import load_config
 
-    config, overrides = split_args(args)
+    config, overrides = config_args(args)
     cfg = load_config(config, overrides)
     stages = 2 + len(cfg.preprocess) + len(cfg.sinks) + len(cfg.alerts) + bool(cfg.source)
     click.echo(f"{cfg.path}: valid ({cfg.name}: {stages} stages, detector {cfg.detector.type})")
@@ -94,7 +189,7 @@ def show_config(args: tuple[str, ...]) -> None:
     from adpipe.core.config import load_config
     from adpipe.core.secrets import mask
 
-    config, overrides = split_args(args)
+    config, overrides = config_args(args)
     click.echo(yaml.safe_dump(mask(load_config(config, overrides).to_dict()), sort_keys=False), nl=False)
 
 
@@ -167,6 +262,9 @@ def plugins_show(name: str, kind: str | None) -> None:
             allowed = describe_field(field).split(" (")[0]
             table.add_row(field.alias or pname, escape(allowed), escape(default), escape(field.description or ""))
         console.print(table)
+
+
+from adpipe.core import cli_models  # noqa: E402,F401  (adds the `models` command group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,10 +51,22 @@ class ColumnsSpec(_Spec):
     exclude: list[str] = Field(default_factory=list, description="columns left out of the features")
 
 
+class CriteriaSpec(_Spec):
+    min_roc_auc: float | None = Field(None, ge=0, le=1, description="held-out ROC-AUC a promotable model reaches")
+    min_pr_auc: float | None = Field(None, ge=0, le=1, description="... PR-AUC (average precision)")
+    min_precision: float | None = Field(None, ge=0, le=1, description="... precision at the threshold")
+    min_recall: float | None = Field(None, ge=0, le=1, description="... recall at the threshold")
+    min_f1: float | None = Field(None, ge=0, le=1, description="... F1 at the threshold")
+
+
 class FitSpec(_Spec):
     source: Any = Field(None, description="separate training source (default: the pipeline's source)")
     sample_rows: int | None = Field(None, ge=1, description="fit on a random sample of this many rows")
-    seed: int = Field(0, description="seed of the training sample")
+    seed: int = Field(0, description="seed of the training sample and of the held-out split")
+    holdout: float = Field(0.2, ge=0, lt=1, description="with a label column: share of labelled rows held out "
+                           "of fitting to measure the model (stratified); 0 fits on every row")
+    criteria: CriteriaSpec = Field(default_factory=CriteriaSpec, description="pass criteria on the held-out "
+                                   "metrics; a model that misses one is marked not fit for promotion")
 
 
 class CalibrationSpec(_Spec):
@@ -110,7 +122,7 @@ class PipelineConfig:
     name: str
     source: StageSpec | None
     preprocess: list[StageSpec]
-    detector: StageSpec
+    detector: StageSpec | None  # None only in a scoring config (the model brings its own)
     threshold: StageSpec
     sinks: list[StageSpec]
     reject_sink: StageSpec | None
@@ -149,8 +161,13 @@ def load_config(
     data: dict | None = None,
     base_dir: Path | None = None,
     registry: Registry | None = None,
+    need_detector: bool = True,
 ) -> PipelineConfig:
-    """Compose (from ``path``) or take (``data``) a config and validate it."""
+    """Compose (from ``path``) or take (``data``) a config and validate it.
+
+    ``need_detector=False`` accepts a config without a detector: one that only supplies the source and
+    sinks for scoring with a saved model.
+    """
     if data is None:
         if path is None:
             raise ConfigError("No config given.", hint="pass config=PATH")
@@ -160,11 +177,12 @@ def load_config(
         default_name = file.stem
     else:
         raw, file, base, default_name = dict(data), None, (base_dir or Path.cwd()), "pipeline"
-    return validate(raw, base_dir=base, file=file, default_name=default_name, registry=registry)
+    return validate(raw, base_dir=base, file=file, default_name=default_name, registry=registry,
+                    need_detector=need_detector)
 
 
 def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,
-             registry: Registry | None = None) -> PipelineConfig:
+             registry: Registry | None = None, need_detector: bool = True) -> PipelineConfig:
     registry = registry or get_registry()
     where = str(file) if file else "config"
     unknown = [k for k in raw if k not in TOP_KEYS and k != "hydra"]
@@ -173,7 +191,7 @@ def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,
         raise ConfigError(f"{where}: unknown top-level key '{key}'.", hint=suggest(key, TOP_KEYS))
     v = _Validator(registry, base_dir, where)
     raw = {**DEFAULTS, **{k: x for k, x in raw.items() if x is not None}}
-    if "detector" not in raw:
+    if "detector" not in raw and need_detector:
         raise ConfigError(f"{where}: no detector configured.", hint="add `detector: {type: iforest}` or detector=iforest")
     sections = {k: v.section(k, cls, raw.get(k) or {}) for k, cls in SECTIONS.items()}
     fit: FitSpec = sections["fit"]  # type: ignore[assignment]
@@ -184,7 +202,7 @@ def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,
         name=name,
         source=v.stage("source", "source", raw["source"]) if raw.get("source") else None,
         preprocess=v.stage_list("preprocess", "preprocessor", raw["preprocess"]),
-        detector=v.stage("detector", "detector", raw["detector"]),
+        detector=v.stage("detector", "detector", raw["detector"]) if "detector" in raw else None,
         threshold=v.stage("threshold", "threshold", raw["threshold"]),
         sinks=v.stage_list("sinks", "sink", raw["sinks"]),
         reject_sink=v.stage("reject_sink", "sink", raw["reject_sink"]) if raw.get("reject_sink") else None,

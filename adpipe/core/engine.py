@@ -7,6 +7,7 @@ the batch size, except for the training data (all rows, or ``fit.sample_rows``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -17,10 +18,11 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from adpipe.core import schema, validation
+from adpipe.core import evaluate, schema, validation
 from adpipe.core.calibration import Calibrator
 from adpipe.core.config import PipelineConfig, load_config
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError
+from adpipe.core.features import FeatureSchema
 from adpipe.core.frames import to_frame
 from adpipe.core.plugin import Batch, Detector, Preprocessor, Source, Threshold
 from adpipe.core.registry import Registry, get_registry
@@ -86,11 +88,21 @@ class Pipeline:
         return self.model_.score(data)
 
     # ------------------------------------------------------------------ run
-    def run(self, *, progress: bool = False, write_summary: bool = True, sinks: list | None = None) -> RunSummary:
-        """Fit on the training data, then score the source into every sink."""
+    def run(self, *, model: "FittedPipeline | None" = None, progress: bool = False, write_summary: bool = True,
+            sinks: list | None = None) -> RunSummary:
+        """Fit on the training data, then score the source into every sink.
+
+        With ``model`` (e.g. from :func:`adpipe.load_model`) nothing is fitted: the model brings its
+        columns, preprocessing, detector, calibration, threshold, severity and validation policy; this
+        config brings the source, sinks, reject sink, alerts, engine and summary settings.
+        """
         cfg = self.config
         if cfg.source is None:
             raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
+        if model is not None:
+            self.model_ = model
+            return Runner(model, with_model(cfg, model), self.registry).run(
+                progress=progress, write_summary=write_summary, sinks=sinks)
         timer = StageTimer()
         started = time.perf_counter()
         one_source = cfg.fit_source is None and cfg.source.cls.finite
@@ -119,6 +131,30 @@ class Pipeline:
         finally:
             if spill is not None:
                 spill.close()
+
+
+def with_model(config: PipelineConfig, model: "FittedPipeline") -> PipelineConfig:
+    """A scoring config: ``config``'s source, sinks and run settings; the model's own stages and columns."""
+    own = model.config
+    columns = own.columns.model_copy(update={"label": config.columns.label or own.columns.label})
+    return dataclasses.replace(config, name=own.name, preprocess=own.preprocess, detector=own.detector,
+                               threshold=own.threshold, columns=columns, calibration=own.calibration,
+                               severity=own.severity, validation=own.validation)
+
+
+def _subset(checked: validation.Checked, positions: np.ndarray) -> validation.Checked:
+    return validation.Checked(checked.frame.iloc[positions], checked.numeric[positions], checked.rejected)
+
+
+def _distribution(values: np.ndarray) -> dict[str, float]:
+    """Count, mean, std and quantiles of the finite values (a training summary kept in the model)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"count": 0}
+    q = np.quantile(v, [0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0])
+    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
+            **dict(zip(("min", "p01", "p25", "p50", "p75", "p99", "max"), map(float, q)))}
 
 
 def _slices(frame: pd.DataFrame, step: int) -> Iterator[Batch]:
@@ -172,7 +208,22 @@ class FittedPipeline:
         self.imputer = None
         self.model_version = ""
         self.training: dict[str, Any] = {}
+        self.validation: dict[str, Any] = {}
+        self.schema: FeatureSchema | None = None
+        self.metadata: dict[str, Any] = {}  # set when saved or loaded (see adpipe.core.model)
         self.fit_scores_: pd.Series | None = None  # raw scores of the training rows, by row
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a model file keeps: no training scores, no source/sinks/alerts or local paths."""
+        from adpipe.core.model import model_config
+
+        return {**self.__dict__, "config": model_config(self.config), "fit_scores_": None, "metadata": {}}
+
+    def save(self, path: str | Path, *, sign: bool = True) -> Path:
+        """Write this model to a ``.adpipe`` file (signed with this machine's model key unless ``sign=False``)."""
+        from adpipe.core.model import save
+
+        return save(self, path, sign=sign)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -200,12 +251,18 @@ class FittedPipeline:
             checked = self._check(frame, where="training data", row_numbers=row_numbers)
         if len(checked.frame) == 0:
             raise DataError("No valid training rows remain after validation.", hint="inspect the reject output")
+        spec = self.config.columns
+        self.schema = FeatureSchema.from_frame(frame, self.feature_columns, self.id_columns, spec.label,
+                                               features_listed=spec.features is not None)
+        labels = self.labels(checked.frame)
+        held = evaluate.holdout_split(labels, len(checked.frame), config.fit.holdout, config.fit.seed)
+        fit_part = checked if held is None else _subset(checked, np.setdiff1d(np.arange(len(checked.frame)), held))
         with timer("preprocess"):
             if self.config.validation.on_invalid == "impute":
                 from sklearn.impute import SimpleImputer
 
-                self.imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(checked.numeric)
-            X = self._features(checked, fit=True)
+                self.imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(fit_part.numeric)
+            X = self._features(fit_part, fit=True)
         with timer("fit_detector"):
             self.detector = self.config.detector.build()
             try:
@@ -218,27 +275,50 @@ class FittedPipeline:
                                       f"{self.config.detector.type}`)") from exc
         with timer("calibrate"):
             train_scores = self._training_scores(X)
-            if len(train_scores) == len(checked.frame):  # kept only until a run has scored these rows
-                self.fit_scores_ = pd.Series(train_scores, index=checked.frame.index)
+            every_row = len(train_scores) == len(fit_part.frame)
+            if every_row:  # kept only until a run has scored these rows
+                self.fit_scores_ = pd.Series(train_scores, index=fit_part.frame.index)
             self.calibrator = Calibrator(self.config.calibration.method).fit(train_scores)
             probs = self.calibrator.transform(train_scores)
         with timer("threshold"):
-            labels = self.labels(checked.frame) if len(train_scores) == len(checked.frame) else None
-            self.threshold = self.config.threshold.build().fit(train_scores, probs, labels)
+            fit_labels = self.labels(fit_part.frame) if every_row else None
+            self.threshold = self.config.threshold.build().fit(train_scores, probs, fit_labels)
+            flags = np.asarray(self.threshold.predict(train_scores, probs), dtype=bool)
         fitted_at = datetime.now(timezone.utc).isoformat()
         digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode()
                                 + fitted_at.encode()).hexdigest()
         self.model_version = f"{self.config.name}-{digest[:10]}"
         self.training = {
-            "rows": int(len(checked.frame)),
+            "rows": int(len(fit_part.frame)),
             "rejected": int(len(checked.rejected)),
+            "held_out": 0 if held is None else int(len(held)),
             "features": len(self.feature_columns),
             "seconds": round(time.perf_counter() - t0, 4),
             "fitted_at": fitted_at,
             "sampled": config.fit.sample_rows is not None,
             "score_quantiles": {q: float(np.quantile(train_scores, q)) for q in (0.0, 0.5, 0.9, 0.99, 1.0)},
+            "scores": _distribution(train_scores),
+            "flagged": int(flags.sum()),
+            "feature_stats": {col: _distribution(fit_part.numeric[:, j])
+                              for j, col in enumerate(self.numeric_columns)},
         }
+        with timer("validate_model"):
+            self.validation = self._validate(checked, held, labels, train_scores, flags)
         return self
+
+    def _validate(self, checked, held, labels, train_scores, flags) -> dict[str, Any]:
+        """Held-out metrics (with labels), sanity checks on the training scores, and the pass verdict."""
+        measured: dict[str, float] = {}
+        if held is not None:
+            part = _subset(checked, held)
+            scores = self._detect(self._features(part))
+            _, held_flags, _ = self.label(scores)
+            measured = evaluate.metrics(labels[held], scores, held_flags)
+        checks = evaluate.sanity_checks(train_scores, flags)
+        verdict = evaluate.judge(measured, self.config.fit.criteria.model_dump(), checks, bool(measured))
+        return {"split": "holdout" if measured else None, "holdout_rows": 0 if held is None else int(len(held)),
+                "metrics": measured, "checks": checks, "criteria": self.config.fit.criteria.model_dump(),
+                **verdict}
 
     def _resolve_columns(self, columns: list[str]) -> None:
         spec = self.config.columns
@@ -293,9 +373,10 @@ class FittedPipeline:
             X = X[np.random.default_rng(0).choice(len(X), limit, replace=False)]
         return self._detect(X)
 
-    def labels(self, frame: pd.DataFrame) -> np.ndarray | None:
-        """The ground-truth column (``columns.label``) as floats, NaN where unusable; None without one."""
-        label = self.config.columns.label
+    def labels(self, frame: pd.DataFrame, column: str | None = None) -> np.ndarray | None:
+        """The ground-truth column (``column``, default ``columns.label``) as floats, NaN where unusable;
+        None without one."""
+        label = column or self.config.columns.label
         if not label or label not in frame.columns:
             return None
         return pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -330,19 +411,24 @@ class FittedPipeline:
         if self.detector is None:
             raise ModelError("The model is not fitted.", hint="fit the pipeline first")
         with timer("validate"):
-            validation.require_columns(frame, [*self.feature_columns, *(c for c in self.id_columns
-                                                                         if c not in self.feature_columns)])
+            if self.schema is not None:
+                self.schema.check(frame)
+            else:
+                validation.require_columns(frame, list(dict.fromkeys([*self.feature_columns, *self.id_columns])))
             checked = self._check(frame, row_start=row_start)
         result = checked.frame[self.id_columns].copy() if self.id_columns else pd.DataFrame(index=checked.frame.index)
-        if known_scores is not None and len(checked.frame) and checked.frame.index.isin(known_scores.index).all():
-            scores = known_scores.loc[checked.frame.index].to_numpy()
-        elif len(checked.frame):
+        known = np.zeros(len(checked.frame), dtype=bool)
+        if known_scores is not None and len(checked.frame):
+            known = checked.frame.index.isin(known_scores.index)
+        scores = np.empty(len(checked.frame))
+        if known.any():
+            scores[known] = known_scores.loc[checked.frame.index[known]].to_numpy()
+        if not known.all():
+            todo = checked if not known.any() else _subset(checked, np.flatnonzero(~known))
             with timer("preprocess"):
-                X = self._features(checked)
+                X = self._features(todo)
             with timer("detect"):
-                scores = self._detect(X)
-        else:
-            scores = np.empty(0)
+                scores[~known] = self._detect(X)
         probs, flags, severity = self.label(scores, timer)
         result[schema.SCORE] = scores
         result[schema.PROBABILITY] = probs

@@ -49,6 +49,34 @@ class ModelError(AdpipeError):
     exit_code = 5
 
 
+class ModelNotFoundError(ModelError):
+    """No model at that path, name, version or stage."""
+
+
+class ModelIntegrityError(ModelError):
+    """A model file is damaged, truncated, edited or not a model file at all."""
+
+
+class ModelTrustError(ModelError):
+    """A model file is intact but not signed with a trusted key (strict trust policy)."""
+
+
+class ModelCompatibilityError(ModelError):
+    """A model was made by a newer adpipe, or by library versions this install cannot load."""
+
+
+class ModelCompatibilityWarning(UserWarning):
+    """A model was made with other (compatible) library versions; its scores may differ slightly."""
+
+
+class SchemaMismatchError(DataError):
+    """The data to score does not have the columns and types the model was fitted on."""
+
+    def __init__(self, message: str, differences: list[str], *, hint: str | None = None):
+        self.differences = differences
+        super().__init__(message, hint=hint)
+
+
 class SourceError(AdpipeError):
     """A source cannot be opened or read (missing file, unreadable format)."""
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import pandas as pd
 
-from adpipe.core import schema
+from adpipe.core import evaluate, schema
 from adpipe.core.config import PipelineConfig
 from adpipe.core.context import RunContext
 from adpipe.core.errors import AdpipeError, DataError, PluginError, SinkError
@@ -85,7 +85,7 @@ class Runner:
                     self._alert(channels, anomalies, ctx, summary)
                     _hook(self.registry, "adpipe_on_anomalies", context=ctx, anomalies=anomalies)
                 if cfg.columns.label and cfg.columns.label in batch.data.columns and len(result):
-                    labels_seen.append(model.labels(batch.data.loc[result.index]))
+                    labels_seen.append(model.labels(batch.data.loc[result.index], cfg.columns.label))
                     scores_seen.append(result[schema.SCORE].to_numpy())
                     flags_seen.append(result[schema.LABEL].to_numpy())
                 _hook(self.registry, "adpipe_after_batch", context=ctx, result=result, rejected=rejected)
@@ -200,20 +200,7 @@ def _quiet(fn, *args, **kwargs) -> None:
 def _metrics(labels: list, scores: list, flags: list) -> dict[str, float]:
     if not labels:
         return {}
-    from sklearn import metrics
-
-    y, s, f = np.concatenate(labels), np.concatenate(scores), np.concatenate(flags)
-    ok = ~np.isnan(y)
-    y, s, f = y[ok].astype(int), s[ok], f[ok]
-    if len(np.unique(y)) < 2:
-        return {}
-    return {
-        "roc_auc": float(metrics.roc_auc_score(y, s)),
-        "pr_auc": float(metrics.average_precision_score(y, s)),
-        "precision": float(metrics.precision_score(y, f, zero_division=0)),
-        "recall": float(metrics.recall_score(y, f, zero_division=0)),
-        "f1": float(metrics.f1_score(y, f, zero_division=0)),
-    }
+    return evaluate.metrics(np.concatenate(labels), np.concatenate(scores), np.concatenate(flags))
 
 
 class _Bar:

@@ -1,0 +1,85 @@
+"""Validation on fit: metrics on a held-out split, pass criteria, score-distribution sanity checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRICS = ("roc_auc", "pr_auc", "precision", "recall", "f1")
+
+
+def metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, PR-AUC (average precision), and precision/recall/F1 of the flags; {} without both classes."""
+    from sklearn import metrics as m
+
+    y = np.asarray(labels, dtype=np.float64)
+    ok = ~np.isnan(y)
+    y, s, f = y[ok].astype(int), np.asarray(scores)[ok], np.asarray(flags)[ok]
+    if len(np.unique(y)) < 2:
+        return {}
+    return {
+        "roc_auc": float(m.roc_auc_score(y, s)),
+        "pr_auc": float(m.average_precision_score(y, s)),
+        "precision": float(m.precision_score(y, f, zero_division=0)),
+        "recall": float(m.recall_score(y, f, zero_division=0)),
+        "f1": float(m.f1_score(y, f, zero_division=0)),
+    }
+
+
+def holdout_split(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray | None:
+    """Positions of a stratified held-out split, or None when there is nothing to evaluate against."""
+    if labels is None or fraction <= 0:
+        return None
+    y = np.asarray(labels, dtype=np.float64)
+    known = np.flatnonzero(~np.isnan(y))
+    classes, counts = np.unique(y[known], return_counts=True)
+    if len(classes) < 2 or counts.min() < 2 or round(len(known) * fraction) < 2:
+        return None
+    from sklearn.model_selection import train_test_split
+
+    _, held = train_test_split(known, test_size=fraction, random_state=seed, stratify=y[known])
+    return np.sort(held)
+
+
+def sanity_checks(scores: np.ndarray, flags: np.ndarray) -> list[dict[str, str]]:
+    """Checks on the training scores that need no labels: degenerate, coarse, non-finite, flag rate."""
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = scores[np.isfinite(scores)]
+    out = []
+
+    def add(name: str, status: str, detail: str) -> None:
+        out.append({"check": name, "status": status, "detail": detail})
+
+    bad = scores.size - finite.size
+    add("finite_scores", "fail" if finite.size == 0 else "warn" if bad else "ok",
+        f"{bad} of {scores.size} training scores are NaN or infinite" if bad else "every training score is finite")
+    distinct = np.unique(finite).size
+    if distinct <= 1:
+        add("distinct_scores", "fail", "every training row got the same score: the detector learned nothing "
+            "(constant features, or too few rows for its parameters)")
+    elif distinct < min(10, finite.size) or distinct < 0.01 * finite.size:
+        add("distinct_scores", "warn", f"only {distinct} distinct scores over {finite.size} rows: ties make the "
+            "threshold coarse")
+    else:
+        add("distinct_scores", "ok", f"{distinct} distinct scores")
+    rate = float(np.mean(flags)) if len(flags) else 0.0
+    add("flag_rate", "warn" if rate in (0.0, 1.0) else "ok",
+        f"{rate:.2%} of training rows flagged" + (" (none)" if rate == 0 else " (all)" if rate == 1 else ""))
+    return out
+
+
+def judge(measured: dict[str, float], criteria: dict[str, float | None], checks: list[dict[str, str]],
+          evaluated: bool) -> dict[str, Any]:
+    """Apply the pass criteria (``min_<metric>``): returns passed and the reasons it did not."""
+    reasons = [f"{c['check']}: {c['detail']}" for c in checks if c["status"] == "fail"]
+    for key, limit in criteria.items():
+        if limit is None:
+            continue
+        metric = key.removeprefix("min_")
+        if not evaluated or metric not in measured:
+            reasons.append(f"{key} = {limit} is set but {metric} could not be measured (no labelled "
+                           "held-out rows of both classes)")
+        elif measured[metric] < limit:
+            reasons.append(f"{metric} {measured[metric]:.4f} < {key} {limit}")
+    return {"passed": not reasons, "reasons": reasons}
