@@ -258,3 +258,22 @@ def models_delete(name: str, version: int | None, force: bool, store: str | None
     """Delete one version of NAME, or every version when VERSION is left out."""
     gone = _store(store).delete(name, version, force=force)
     click.echo(f"deleted {name} version(s) {', '.join(map(str, gone))}")
+
+
+@models.command("register")
+@click.argument("ref")
+@click.option("--as", "registered", help="MLflow registered-model name (default: the model's own name).")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI [env MLFLOW_TRACKING_URI].")
+@store_option
+def models_register(ref: str, registered: str | None, tracking_uri: str | None, store: str | None) -> None:
+    """Log a model to MLflow as a pyfunc model and register it (needs the mlflow extra).
+
+    Afterwards mlflow.pyfunc.load_model("models:/NAME/N") scores with it, and so does
+    adpipe score model=models:/NAME/N config=...
+    """
+    from adpipe.integrations.mlflow import log_model_ref
+
+    _, _, mf = _open(ref, store)
+    name = registered or mf.metadata["name"]
+    out = log_model_ref(ref, store=store, registered_model_name=name, tracking_uri=tracking_uri)
+    click.echo(f"{ref} -> {out['model_uri']} (run {out['run_id']})")
