@@ -156,10 +156,12 @@ def version_differences(meta: dict[str, Any], strict: bool = False) -> tuple[lis
 def check_versions(meta: dict[str, Any], where: Path | str, strict: bool = False) -> None:
     refused, tolerated = version_differences(meta, strict)
     if refused:
+        made = meta.get("adpipe_version")
+        upgrade = f"upgrade adpipe to {made} or later, or " if refused[0].startswith("adpipe ") else ""
         raise ModelCompatibilityError(f"{where} cannot be loaded with the versions installed here: "
                                       + "; ".join(refused) + ".",
-                                      hint="install the versions it was made with (`adpipe models show` lists "
-                                           "them), or fit the model again here")
+                                      hint=upgrade + "install the versions it was made with (`adpipe models "
+                                                     "show` lists them), or fit the model again here")
     if tolerated:
         warnings.warn(f"{where} was made with other library versions ({'; '.join(tolerated)}); it loads, but "
                       "scores may differ slightly. Fit it again here to be sure.", ModelCompatibilityWarning,

@@ -88,14 +88,16 @@ class ModelStore:
             if sv.version == version:
                 return sv
         have = ", ".join(str(sv.version) for sv in self.versions(name)) or "none"
-        raise ModelNotFoundError(f"Model '{name}' has no version {version} in {self.root} (versions: {have}).")
+        raise ModelNotFoundError(f"Model '{name}' has no version {version} in {self.root} (versions: {have}).",
+                                 hint=f"`adpipe models show {name}` lists its versions and stage labels")
 
     def resolve(self, ref: str) -> StoredVersion:
         """``name``, ``name@latest``, ``name@N`` or ``name@stage`` -> the stored version."""
         name, which = parse_ref(ref)
         versions = self.versions(name)
         if not versions:
-            raise ModelNotFoundError(f"Model '{name}' has no versions in {self.root}.")
+            raise ModelNotFoundError(f"Model '{name}' has no versions in {self.root}.",
+                                     hint=f"fit one: adpipe fit config=... (with name: {name})")
         if which is None or which == "latest":
             return versions[-1]
         if which.isdigit():
@@ -167,7 +169,8 @@ class ModelStore:
             reg = self._registry(name)
             hist = reg["stages"].get(stage) or []
             if not hist:
-                raise ModelError(f"No version of '{name}' is labelled '{stage}', so there is nothing to roll back.")
+                raise ModelError(f"No version of '{name}' is labelled '{stage}', so there is nothing to roll back.",
+                                 hint=f"promote a version first: adpipe models promote {name} N --stage {stage}")
             earlier = [v for v in hist[:-1] if v in existing]
             if not earlier:
                 raise ModelError(f"'{name}@{stage}' is version {hist[-1]}, and no earlier version held '{stage}'.",
