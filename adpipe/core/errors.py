@@ -102,7 +102,7 @@ EXIT_CODES = {
     2: "config error (bad YAML, unknown plugin or key, out-of-range value)",
     3: "data error (empty input, non-numeric or missing values, missing columns)",
     4: "plugin error (a plugin failed to load or misbehaved)",
-    5: "model error",
+    5: "model error (fit/score failure; model missing, damaged, untrusted or incompatible)",
     6: "source error (missing or unreadable input)",
     7: "sink error (output cannot be written)",
     8: "alert delivery error",
