@@ -437,12 +437,10 @@ class FittedPipeline:
             with timer("detect"):
                 scores[~known] = self._detect(X)
         probs, flags, severity = self.label(scores, timer)
-        result[schema.SCORE] = scores
-        result[schema.PROBABILITY] = probs
-        result[schema.LABEL] = flags.astype(np.int8)
-        result[schema.SEVERITY] = severity
-        result[schema.MODEL_VERSION] = self.model_version
-        result[schema.RUN_ID] = run_id
+        columns = {schema.SCORE: scores, schema.PROBABILITY: probs, schema.LABEL: flags.astype(np.int8),
+                   schema.SEVERITY: severity, schema.MODEL_VERSION: self.model_version, schema.RUN_ID: run_id}
+        added = pd.DataFrame(columns, index=result.index)
+        result = pd.concat([result.drop(columns=[c for c in columns if c in result.columns]), added], axis=1)
         return result, checked.rejected
 
     def label(self, scores: np.ndarray, timer: StageTimer | None = None):

@@ -101,9 +101,16 @@ class FeatureSchema:
         return out
 
     def check(self, frame: pd.DataFrame, where: str = "data to score") -> None:
+        # the same columns and dtypes as a frame that passed: nothing to look at again (object columns
+        # are looked at every time, since their content decides between numeric and text)
+        key = tuple(zip(frame.columns, map(str, frame.dtypes)))
+        if key == getattr(self, "_passed", None):
+            return
         diffs = self.differences(frame)
         if diffs:
             raise SchemaMismatchError(
                 f"The {where} does not match the model's feature schema:\n  - " + "\n  - ".join(diffs), diffs,
                 hint="score data with the columns and types the model was fitted on (`adpipe models show` "
                      "lists them), or fit a new model on the new schema")
+        if not any(frame[name].dtype.kind == "O" for name in self.features if name in frame.columns):
+            self._passed = key

@@ -14,6 +14,7 @@ differences give a :class:`ModelCompatibilityWarning` (``strict_versions=True`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import pickle
@@ -37,6 +38,7 @@ LIBRARIES = ("numpy", "pandas", "scikit-learn", "scipy", "pyod")
 MODEL_STAGES = ("preprocess", "detector", "threshold")
 
 
+@functools.lru_cache(maxsize=None)  # installed versions do not change while the process runs
 def _version(dist: str) -> str | None:
     try:
         return version(dist)

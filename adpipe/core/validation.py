@@ -43,8 +43,11 @@ def require_columns(frame: pd.DataFrame, needed: list[str], what: str = "input")
 
 def coerce_numeric(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return (values float64, text_mask): text_mask marks non-null cells that are not numbers."""
-    out = np.empty((len(frame), len(columns)), dtype=np.float64)
-    text = np.zeros(out.shape, dtype=bool)
+    text = np.zeros((len(frame), len(columns)), dtype=bool)
+    dtypes = frame.dtypes
+    if all(dtypes[col].kind in "fiub" for col in columns):  # all numeric: one conversion
+        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan, copy=True), text
+    out = np.empty(text.shape, dtype=np.float64)
     for j, col in enumerate(columns):
         series = frame[col]
         if series.dtype.kind in "fiub":
