@@ -2,7 +2,7 @@
 """Saved models: load time and single-record scoring latency, beside bare scikit-learn.
 
     python bench/models.py                      # 1,000 calls per runner (about 1.5 minutes)
-    python bench/models.py --calls 10000        # the issue's 10,000 calls (about 9.5 minutes)
+    python bench/models.py --calls 10000        # the issue's 10,000 calls (about 7 minutes)
     python bench/models.py --out /tmp/results --skip-pyod
 
 In one process, on ADBench ``19_landsat`` (6,435 rows x 36 float features; a
