@@ -178,8 +178,15 @@ class AlertChannel(Plugin):
     def send(self, anomalies: pd.DataFrame, context: Any) -> None:
         raise NotImplementedError
 
+    def event(self, kind: str, severity: str, summary: str, context: Any, **labels: str) -> None:
+        """Something other than anomalies happened (``pipeline_failed``, ``drift``): alert if the rules say so."""
+
     def close(self) -> None:
         """Flush and release resources."""
+
+    def stats(self) -> dict[str, int]:
+        """Delivery counts for the run summary (alerts, notifications delivered/failed/pending)."""
+        return {}
 
 
 class Integration(Plugin):

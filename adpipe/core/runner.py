@@ -104,7 +104,8 @@ class Runner:
         except BaseException as exc:
             for sink in opened:
                 _quiet(sink.close, False)
-            for ch in channels:
+            for ch in channels:  # a failed run is an alert too, through the same rules
+                _quiet(ch.event, "pipeline_failed", "critical", f"{type(exc).__name__}: {exc}", ctx)
                 _quiet(ch.close)
             _quiet(self.registry.hook.adpipe_on_error, context=ctx, error=exc)
             raise
@@ -113,9 +114,12 @@ class Runner:
                 bar.stop()
             if source is not None:
                 _quiet(source.close)
+        summary.outputs = [o for s in sinks for o in s.outputs()]  # in config order, without the rejects
+        ctx.extra["outputs"] = summary.outputs  # alert messages link to the results
         for ch in channels:
             _quiet(ch.close)
-        summary.outputs = [o for s in sinks for o in s.outputs()]  # in config order, without the rejects
+            for key, value in ch.stats().items():
+                summary.alerts[key] = summary.alerts.get(key, 0) + value
         summary.rejects_output = reject.outputs() if reject else []
         summary.stage_seconds = {**dict.fromkeys(STAGE_NAMES, 0.0), **timer.seconds}
         summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)

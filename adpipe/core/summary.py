@@ -91,8 +91,9 @@ class RunSummary:
         ]
         rows += [(f"  {k}", f"{v:.2f} s") for k, v in self.stage_seconds.items()]
         rows += [(k, f"{v:.4f}") for k, v in self.metrics.items()]
-        if self.alerts.get("sent") or self.alerts.get("failed"):
-            rows.append(("alerts", f"{self.alerts['sent']} sent, {self.alerts['failed']} failed"))
+        if any(self.alerts.values()):
+            a = self.alerts
+            rows.append(("alerts", ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in a.items() if v)))
         rows += [("output", o) for o in self.outputs]
         rows += [("rejects", o) for o in self.rejects_output]
         if self.summary_path:
