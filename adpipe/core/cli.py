@@ -264,7 +264,7 @@ def plugins_show(name: str, kind: str | None) -> None:
         console.print(table)
 
 
-from adpipe.core import cli_models  # noqa: E402,F401  (adds the `models` command group)
+from adpipe.core import cli_alerts, cli_models  # noqa: E402,F401  (add the `alerts` and `models` groups)
 
 
 def main(argv: list[str] | None = None) -> None:

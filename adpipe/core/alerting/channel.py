@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 
 from adpipe.core.alerting.model import Notification
+from adpipe.core.errors import ConfigError
 from adpipe.core.plugin import AlertChannel, Field, Params
 
 log = logging.getLogger("adpipe.alerts")
@@ -30,7 +31,8 @@ DEFAULT_TITLE = ("[{{ status | upper }}] {{ pipeline }}: {{ total }} anomal{{ 'y
                  "{% if group_labels.severity is defined %} ({{ group_labels.severity }}){% endif %}")
 DEFAULT_BODY = """{{ total }} anomal{{ 'y' if total == 1 else 'ies' }} in {{ pipeline }} (run {{ run_id }}, model {{ model_version }}).
 {% for a in alerts %}
-- {{ a.severity }} p={{ a.record.anomaly_probability | num(4) }} score={{ a.record.anomaly_score | num(4) }} {{ a.labels.record }}
+- {{ a.annotations.summary }}{% if a.labels.record is defined %}: {{ a.labels.record }}{% endif %}
+
 {% endfor %}
 {% if truncated %}... and {{ truncated }} more.
 {% endif %}
@@ -93,6 +95,15 @@ class NotifyChannel(AlertChannel):
         """Send one notification; raise :class:`DeliveryError` (retryable or not) when it fails."""
         raise NotImplementedError
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from adpipe.core.alerting.templates import compile_template
+
+        for what, source in (("title", self.params.title), ("body", self.params.body),
+                             ("HTML body", self.params.body_html)):
+            if source:
+                compile_template(source, what)  # a syntax error is a config error, before the run
+
     # ------------------------------------------------------------------ identity and rendering
     @property
     def channel_name(self) -> str:
@@ -103,10 +114,16 @@ class NotifyChannel(AlertChannel):
         from adpipe.core.alerting.templates import render
 
         p = self.params
-        n.title = render(p.title or self.title_template, n, "title").strip()
-        n.body = render(p.body or self.body_template, n, "body")
-        html = p.body_html or self.html_template
-        n.body_html = render(html, n, "HTML body", autoescape=True) if html else ""
+        try:
+            n.title = render(p.title or self.title_template, n, "title").strip()
+            n.body = render(p.body or self.body_template, n, "body")
+            html = p.body_html or self.html_template
+            n.body_html = render(html, n, "HTML body", autoescape=True) if html else ""
+        except ConfigError as exc:  # a custom template that fails on this data: the defaults, never no alert
+            log.error("alert channel %s: %s; using the default templates", self.channel_name, exc.message)
+            n.title = render(type(self).title_template, n, "title").strip()
+            n.body = render(type(self).body_template, n, "body") + f"\n(custom template failed: {exc.message})"
+            n.body_html = render(self.html_template, n, "HTML body", autoescape=True) if self.html_template else ""
         return n
 
     # ------------------------------------------------------------------ engine interface

@@ -112,8 +112,9 @@ class Dispatcher:
         keys = [c for c in ctx.id_columns if c in rec] or [c for c in rec if c not in RESULT_FIELDS]
         labels["record"] = ", ".join(f"{c}={rec[c]}" for c in keys)[:300]
         prob = float(rec.get(schema.PROBABILITY, 0.0))
-        annotations = {"summary": f"{severity} anomaly in {ctx.pipeline}: probability {prob:.4f}",
-                       "anomaly_score": f"{float(rec.get(schema.SCORE, 0.0)):.6g}", "anomaly_probability": f"{prob:.6f}",
+        score = float(rec.get(schema.SCORE, 0.0))
+        annotations = {"summary": f"{severity} anomaly, probability {prob:.4f}, score {score:.4g}",
+                       "anomaly_score": f"{score:.6g}", "anomaly_probability": f"{prob:.6f}",
                        "model_version": str(rec.get(schema.MODEL_VERSION, ctx.model_version)),
                        "run_id": str(rec.get(schema.RUN_ID, ctx.run_id))}
         return Alert(labels=labels, annotations=annotations, starts_at=utcnow().isoformat(),
