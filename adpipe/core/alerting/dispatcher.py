@@ -64,6 +64,7 @@ class Dispatcher:
         self.channel, self.params, self.ctx = channel, p, context
         self.name = f"{context.pipeline}:{channel.channel_name}"
         self.outbox = Outbox(p.outbox)
+        self.outbox.prune(max(30.0, p.repeat_interval / 86400))  # delivered history older than that goes
         self.where = [rules.parse_where(w) for w in p.where]
         self.bucket = TokenBucket(p.rate_limit or channel.default_rate, p.burst)
         self.deadline = float("inf")  # set by stop(): the flush deadline

@@ -171,6 +171,16 @@ class Outbox:
                                     args).fetchall())
         return {"alerts": alerts, "notifications": notes}
 
+    def prune(self, keep_days: float = 30.0) -> None:
+        """Forget delivered notifications, their alerts and old dedup records after ``keep_days``."""
+        cutoff = time.time() - keep_days * 86400
+        with self._db() as db:
+            db.execute("DELETE FROM alerts WHERE notification IN (SELECT id FROM notifications WHERE "
+                       "status = 'delivered' AND delivered < ?)", (cutoff,))
+            db.execute("DELETE FROM alerts WHERE status IN ('silenced', 'deduplicated') AND created < ?", (cutoff,))
+            db.execute("DELETE FROM notifications WHERE status = 'delivered' AND delivered < ?", (cutoff,))
+            db.execute("DELETE FROM sent WHERE at < ?", (cutoff,))
+
     # ------------------------------------------------------------------ silences
     def add_silence(self, matchers: dict[str, str], starts: float, ends: float, comment: str,
                     created_by: str | None) -> int:
