@@ -7,11 +7,11 @@ grouping (group_wait / group_interval), rendering, the token-bucket rate limit a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -163,7 +163,7 @@ class Dispatcher:
         for g in self.outbox.pending_groups(self.name):
             due = flushing or (now >= g["last"] + p.group_interval if g["last"] else now >= g["first"] + p.group_wait)
             if due:
-                self.outbox.take_group(self.name, g["key"], self._build)
+                self.outbox.take_group(self.name, g["key"], self.params.max_alerts, self._build)
         pending = self.outbox.pending_notifications(self.name)
         for nid, n in pending:
             if time.time() >= self.deadline:
@@ -172,16 +172,15 @@ class Dispatcher:
                 return True
         return False
 
-    def _build(self, alerts: list[Alert], context: dict[str, Any], ids: list[int]) -> Notification:
+    def _build(self, top: list[Alert], total: int, context: dict[str, Any]) -> Notification:
         p = self.params
-        ranked = sorted(alerts, key=lambda a: a.score, reverse=True)
+        ranked = sorted(top, key=lambda a: a.score, reverse=True)
         group_labels = {k: ranked[0].labels.get(k, "") for k in p.group_by}
-        key = hashlib.sha256(f"{self.name}|{json.dumps(group_labels, sort_keys=True)}|{ids[0]}-{ids[-1]}|"
-                             f"{len(ids)}".encode()).hexdigest()[:32]
+        key = uuid.uuid4().hex  # stored with the notification: every retry, in any process, reuses it
         outputs = self.ctx.extra.get("outputs") or []
         context = {**context, "results": p.results_url or (outputs[0] if outputs else "")}
         n = Notification(channel=self.name, receiver=self.channel.name, group_key=json.dumps(group_labels,
-                         sort_keys=True), group_labels=group_labels, alerts=ranked[:p.max_alerts], total=len(alerts),
+                         sort_keys=True), group_labels=group_labels, alerts=ranked, total=total,
                          idempotency_key=key, context=context)
         return self.channel.render(n)
 

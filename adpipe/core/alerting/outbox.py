@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,10 @@ from adpipe.core.alerting.model import Alert, Notification
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY, channel TEXT NOT NULL, fingerprint TEXT NOT NULL, group_key TEXT NOT NULL,
-    group_labels TEXT NOT NULL, body TEXT NOT NULL, context TEXT NOT NULL, created REAL NOT NULL,
-    status TEXT NOT NULL, notification INTEGER);
-CREATE INDEX IF NOT EXISTS alerts_pending ON alerts (channel, status);
+    group_labels TEXT NOT NULL, score REAL NOT NULL, body TEXT NOT NULL, context TEXT NOT NULL,
+    created REAL NOT NULL, status TEXT NOT NULL, notification INTEGER);
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts (channel, status, group_key, score);
+CREATE INDEX IF NOT EXISTS alerts_notification ON alerts (notification);
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY, channel TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE,
     group_key TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -52,6 +54,7 @@ class Outbox:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()  # one connection per thread (sqlite3 connections are not shared)
         db = sqlite3.connect(self.path, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -61,19 +64,19 @@ class Outbox:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        """One short connection per operation (safe across threads and processes), one transaction."""
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
+        """This thread's connection, one transaction per operation (safe across threads and processes)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
+        try:
             yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        finally:
-            db.close()
 
     # ------------------------------------------------------------------ alerts
     def recently_sent(self, channel: str, fingerprints: list[str], since: float) -> set[str]:
@@ -86,12 +89,11 @@ class Outbox:
         """``items``: (alert, group_key, group_labels, status) with status pending, silenced or deduplicated."""
         now = time.time()
         ctx = json.dumps(context, default=str)
+        rows = [(channel, a.fingerprint, key, json.dumps(labels), a.score, json.dumps(a.to_dict(), default=str), ctx,
+                 now, status) for a, key, labels, status in items]  # serialised before the write lock
         with self._db() as db:
-            db.executemany(
-                "INSERT INTO alerts (channel, fingerprint, group_key, group_labels, body, context, created, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(channel, a.fingerprint, key, json.dumps(labels), json.dumps(a.to_dict(), default=str), ctx, now,
-                  status) for a, key, labels, status in items])
+            db.executemany("INSERT INTO alerts (channel, fingerprint, group_key, group_labels, score, body, context, "
+                           "created, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def pending_groups(self, channel: str) -> list[dict[str, Any]]:
         """Groups with pending alerts: key, labels, first alert time, last notification time."""
@@ -103,24 +105,28 @@ class Outbox:
         return [{"key": k, "labels": json.loads(lbl), "first": first, "count": n, "last": last}
                 for k, lbl, first, n, last in rows]
 
-    def take_group(self, channel: str, group_key: str, build) -> Notification | None:
+    def take_group(self, channel: str, group_key: str, top: int, build) -> Notification | None:
         """Turn a group's pending alerts into one pending notification, atomically.
 
-        ``build(alerts, context, alert_ids) -> Notification`` makes the message.
+        ``build(top_alerts, total, context) -> Notification`` makes the message from the ``top`` alerts by
+        score and the group's size; only those ``top`` bodies are read.
         """
         now = time.time()
+        where = "channel = ? AND status = 'pending' AND group_key = ?"
         with self._db() as db:
-            rows = db.execute("SELECT id, body, context FROM alerts WHERE channel = ? AND group_key = ? "
-                              "AND status = 'pending' ORDER BY id", (channel, group_key)).fetchall()
-            if not rows:
+            total, last = db.execute(f"SELECT COUNT(*), MAX(id) FROM alerts WHERE {where}",
+                                            (channel, group_key)).fetchone()
+            if not total:
                 return None
-            alerts = [Alert.from_dict(json.loads(body)) for _, body, _ in rows]
-            n = build(alerts, json.loads(rows[-1][2]), [r[0] for r in rows])
+            rows = db.execute(f"SELECT body, context FROM alerts WHERE {where} ORDER BY score DESC, id LIMIT ?",
+                              (channel, group_key, top)).fetchall()
+            alerts = [Alert.from_dict(json.loads(body)) for body, _ in rows]
+            n = build(alerts, total, json.loads(rows[0][1]))
             cur = db.execute("INSERT INTO notifications (channel, idempotency_key, group_key, body, status, created, "
                              "updated) VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                              (channel, n.idempotency_key, group_key, json.dumps(n.to_dict(), default=str), now, now))
-            db.executemany("UPDATE alerts SET status = 'grouped', notification = ? WHERE id = ?",
-                           [(cur.lastrowid, r[0]) for r in rows])
+            db.execute(f"UPDATE alerts SET status = 'grouped', notification = ? WHERE {where} AND id <= ?",
+                       (cur.lastrowid, channel, group_key, last))
             db.execute("INSERT INTO groups (channel, group_key, last) VALUES (?, ?, ?) ON CONFLICT (channel, group_key) "
                        "DO UPDATE SET last = excluded.last", (channel, group_key, now))
         return n
