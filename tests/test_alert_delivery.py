@@ -159,3 +159,16 @@ print(ch.stats())
     assert len(ids) - len(got) <= 1  # at most the one in flight at the kill was delivered twice
     counts = Outbox(outbox).counts()
     assert counts["notifications"] == {"delivered": 40} and counts["alerts"] == {"grouped": 40}
+
+
+def test_a_failed_run_raises_a_pipeline_failed_alert(make_csv, receiver, tmp_path):
+    csv = make_csv(blob_frame(with_id=True))
+    cfg = config(csv, receiver.url, tmp_path / "a.db", min_severity="critical")
+    cfg["columns"]["features"] = ["f0", "no_such_column"]
+    write_yaml(tmp_path / "bad.yaml", cfg)
+    proc = run_cli("run", "config=bad.yaml", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr  # the run's own error is unchanged
+    assert len(receiver.posts) == 1
+    alert = receiver.posts[0][1]["alerts"][0]
+    assert alert["labels"]["alertname"] == "pipeline_failed" and alert["labels"]["severity"] == "critical"
+    assert "no_such_column" in alert["annotations"]["summary"]

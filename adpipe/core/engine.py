@@ -26,7 +26,7 @@ from adpipe.core.features import FeatureSchema
 from adpipe.core.frames import to_frame
 from adpipe.core.plugin import Batch, Detector, Preprocessor, Source, Threshold
 from adpipe.core.registry import Registry, get_registry
-from adpipe.core.runner import Runner, fitting_status
+from adpipe.core.runner import Runner, alert_failure, fitting_status
 from adpipe.core.spill import Spill
 from adpipe.core.summary import RunSummary, StageTimer
 
@@ -112,10 +112,14 @@ class Pipeline:
         spill = Spill() if (one_source and not whole and cfg.engine.spill and cfg.source.cls.ack is Source.ack) \
             else None
         try:
-            with fitting_status(progress):
-                with timer("read_training"):
-                    frame = self._read_training(spill)
-                self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
+            try:
+                with fitting_status(progress):
+                    with timer("read_training"):
+                        frame = self._read_training(spill)
+                    self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
+            except Exception as exc:  # the scoring loop alerts its own failures; fitting's are alerted here
+                alert_failure(cfg, exc)
+                raise
             batches, known = None, None
             if whole:  # the training rows are the whole source: score them from memory, no second read
                 batches = _slices(frame, cfg.engine.batch_rows)

@@ -163,6 +163,21 @@ def _strip_suffixes(name: str) -> str:
     return name
 
 
+def alert_failure(config: PipelineConfig, exc: BaseException) -> None:
+    """Tell the config's alert channels that the run failed (a ``pipeline_failed`` alert, by their rules)."""
+    if not config.alerts:
+        return
+    ctx = RunContext(pipeline=config.name, base_dir=config.base_dir, config_path=config.path)
+    for spec in config.alerts:
+        try:
+            channel = spec.build()
+            channel.open(ctx)
+        except Exception:
+            continue
+        _quiet(channel.event, "pipeline_failed", "critical", f"{type(exc).__name__}: {exc}", ctx)
+        _quiet(channel.close)
+
+
 def _publish(sink, published: list[str]) -> None:
     try:
         sink.close(True)
