@@ -50,7 +50,6 @@ import platform
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -63,15 +62,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _common import dist_version, git_rev, loadavg, say
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, whatever `pip install -e` points at
 RESULTS = ROOT / "bench" / "results"
 FEATURES = 10
 VARIANTS = ("none", "default", "severity", "max100")
 
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- the receiver
@@ -346,16 +344,6 @@ def plot(results: dict, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- main
-def git_rev() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adpipe"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return f"{rev}{' (adpipe/ has uncommitted changes)' if dirty else ''}" if rev else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -372,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for alerts.json and alerts.png")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    load_before = _loadavg()
+    load_before = loadavg()
     warnings.filterwarnings("ignore")
 
     work = Path(tempfile.mkdtemp(prefix="adpipe-bench-alerts-"))
@@ -460,8 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__,
                     "scikit-learn": sklearn.__version__, "httpx": httpx.__version__,
-                    "sqlite": __import__("sqlite3").sqlite_version, "adpipe": _version("adpipe"), "git": git_rev(),
-                    "loadavg_1m_before_after": [load_before, _loadavg()]},
+                    "sqlite": __import__("sqlite3").sqlite_version, "adpipe": dist_version("adpipe"), "git": git_rev(),
+                    "loadavg_1m_before_after": [load_before, loadavg()]},
         "setup": {"rows": args.rows, "features": FEATURES, "data": "seeded correlated Gaussian, CSV",
                   "detector": "isolation_forest, 100 trees, random_state 0, fitted on every row in each run",
                   "threshold": "probability >= 0 (every row flagged)", "batches": 1,
@@ -484,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---- stdout
     print(f"\n{args.rows:,} anomalies in one batch, {args.repeats} interleaved runs per variant "
           f"(median wall time of Pipeline.run(): fit + score + Parquet + alerts)")
-    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before} before, {_loadavg()} after")
+    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before} before, {loadavg()} after")
     hdr = (f"{'variant':<10} {'rows':>7} {'wall s':>7} {'+ms':>7} {'x':>6} {'msgs':>6} {'alerts':>7} "
            f"{'KB':>7} {'open ms':>8} {'send ms':>8} {'close ms':>9}")
     print(hdr)
@@ -516,20 +504,6 @@ def _data(work: Path, rows: int) -> Path:
     return path
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

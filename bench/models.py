@@ -52,7 +52,6 @@ import platform
 import pstats
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from _common import dist_version, git_rev, loadavg, say
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -73,9 +74,6 @@ ROW_POOL = 1000
 BLOCK = 100
 QUANTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 100)
 
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- data and models
@@ -303,16 +301,6 @@ def plot(lat: dict[str, np.ndarray], load: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def git_rev() -> str | None:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "adpipe"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return f"{rev}{' (adpipe/ has uncommitted changes)' if dirty else ''}" if rev else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -329,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for models.json and models.png")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    load_before = _loadavg()
+    load_before = loadavg()
 
     work = Path(tempfile.mkdtemp(prefix="adpipe-bench-models-"))
     os.environ["ADPIPE_HOME"] = str(work / "home")  # the signing key goes here, not to ~/.adpipe
@@ -395,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__,
                     "scikit-learn": sklearn.__version__, "joblib": joblib.__version__,
-                    "pyod": _version("pyod"), "adpipe": _version("adpipe"), "git": git_rev(),
-                    "loadavg_1m_before_after": [load_before, _loadavg()]},
+                    "pyod": dist_version("pyod"), "adpipe": dist_version("adpipe"), "git": git_rev(),
+                    "loadavg_1m_before_after": [load_before, loadavg()]},
         "setup": {"data": data_desc, "rows": int(len(frame)), "features": int(frame.shape[1]),
                   "n_estimators": N_ESTIMATORS, "max_samples": "auto (256)", "random_state": 0,
                   "contamination": CONTAMINATION, "preprocess": None, "calls": args.calls, "warmup": args.warmup,
@@ -413,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- stdout
     print(f"\ndata: {data_desc}; {N_ESTIMATORS} trees, max_samples 256, contamination {CONTAMINATION}")
-    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before} before, {_loadavg()} after")
+    print(f"machine: {os.cpu_count()} CPUs, 1-minute load average {load_before} before, {loadavg()} after")
     print(f"\nLoad ({args.loads} loads each; bare forest = the isolation_forest pipeline's sklearn IsolationForest)")
     print(f"{'file':<26} {'MB':>6} {'median ms':>10} {'p90 ms':>8} {'x joblib':>9} {'x pickle':>9}")
     for name, r in load["runners"].items():
@@ -441,20 +429,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,9 @@ LIBRARIES = ("adpipe", "numpy", "pandas", "scikit-learn", "pyod")
 
 
 def library_versions() -> dict[str, str]:
-    out = {}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = version(lib)
-        except PackageNotFoundError:
-            out[lib] = "not installed"
-    return out
+    from adpipe.core.model import installed_version
+
+    return {lib: installed_version(lib) or "not installed" for lib in LIBRARIES}
 
 
 @dataclass

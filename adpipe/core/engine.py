@@ -267,7 +267,8 @@ class FittedPipeline:
                                                features_listed=spec.features is not None)
         labels = self.labels(checked.frame)
         held = evaluate.holdout_split(labels, len(checked.frame), config.fit.holdout, config.fit.seed)
-        fit_part = checked if held is None else _subset(checked, np.setdiff1d(np.arange(len(checked.frame)), held))
+        fit_rows = np.arange(len(checked.frame)) if held is None else np.setdiff1d(np.arange(len(checked.frame)), held)
+        fit_part = checked if held is None else _subset(checked, fit_rows)
         with timer("preprocess"):
             if self.config.validation.on_invalid == "impute":
                 from sklearn.impute import SimpleImputer
@@ -292,7 +293,7 @@ class FittedPipeline:
             self.calibrator = Calibrator(self.config.calibration.method).fit(train_scores)
             probs = self.calibrator.transform(train_scores)
         with timer("threshold"):
-            fit_labels = self.labels(fit_part.frame) if every_row else None
+            fit_labels = labels[fit_rows] if every_row and labels is not None else None
             self.threshold = self.config.threshold.build().fit(train_scores, probs, fit_labels)
             flags = np.asarray(self.threshold.predict(train_scores, probs), dtype=bool)
         fitted_at = datetime.now(timezone.utc).isoformat()

@@ -39,7 +39,7 @@ MODEL_STAGES = ("preprocess", "detector", "threshold")
 
 
 @functools.lru_cache(maxsize=None)  # installed versions do not change while the process runs
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -61,7 +61,7 @@ def _plugins(config) -> list[dict[str, Any]]:
         dist = (dists.get(top) or [top])[0]
         out.append({"stage": stage.where, "kind": stage.kind, "type": stage.type,
                     "class": f"{stage.cls.__module__}.{stage.cls.__qualname__}",
-                    "distribution": dist, "version": _version(dist)})
+                    "distribution": dist, "version": installed_version(dist)})
     return out
 
 
@@ -73,9 +73,9 @@ def dumps(model: "FittedPipeline") -> tuple[dict[str, Any], bytes]:
         "name": cfg.name,
         "model_version": model.model_version,
         "created_at": datetime.now(timezone.utc).isoformat(),
-        "adpipe_version": _version("adpipe"),
+        "adpipe_version": installed_version("adpipe"),
         "python": platform.python_version(),
-        "libraries": {lib: _version(lib) for lib in LIBRARIES},
+        "libraries": {lib: installed_version(lib) for lib in LIBRARIES},
         "plugins": _plugins(cfg),
         "config": mask(cfg.to_dict()),  # as composed, sources and sinks included (secrets masked)
         "features": model.schema.to_dict() if model.schema else None,
@@ -141,12 +141,12 @@ def version_differences(meta: dict[str, Any], strict: bool = False) -> tuple[lis
     Refused: a newer adpipe, a missing library, another major version (``strict``: another major.minor).
     """
     refused, tolerated = [], []
-    made, here = meta.get("adpipe_version"), _version("adpipe")
+    made, here = meta.get("adpipe_version"), installed_version("adpipe")
     if made and here and _newer(made, here):
         refused.append(f"adpipe {made} made it, this is adpipe {here}")
     depth = 2 if strict else 1
     for lib, then in (meta.get("libraries") or {}).items():
-        now = _version(lib)
+        now = installed_version(lib)
         if then is None or then == now:
             continue
         text = f"{lib} {then} when saved, {now or 'not installed'} here"

@@ -82,8 +82,8 @@ class Dispatcher:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout + 5)
-        left = self.outbox.counts(self.name)["notifications"].get("pending", 0)
-        self.stats["pending"] = left + self.outbox.counts(self.name)["alerts"].get("pending", 0)
+        counts = self.outbox.counts(self.name)
+        self.stats["pending"] = counts["notifications"].get("pending", 0) + counts["alerts"].get("pending", 0)
         if self.stats["pending"]:
             log.warning("alert channel %s: %d undelivered item(s) stay in the outbox %s for the next run or "
                         "`adpipe alerts retry`", self.name, self.stats["pending"], self.outbox.path)

@@ -15,27 +15,28 @@ from adpipe.plugins.alerting.http import HttpChannel
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+def _utc(value: str | None) -> dt.datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (naive times are taken as UTC); None if absent or unreadable."""
+    try:
+        t = dt.datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return None if t is None else (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
 def rfc3339(value: str | None) -> str:
-    """An ISO 8601 time as RFC 3339 in UTC with a ``Z`` (naive times are taken as UTC); ZERO_TIME if None."""
+    """An ISO 8601 time as RFC 3339 in UTC with a ``Z``; ZERO_TIME if None (unreadable text is passed on)."""
     if not value:
         return ZERO_TIME
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
+    t = _utc(value)
+    if t is None:
         return value
-    t = (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if t.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ended(value: str | None) -> bool:
-    if not value:
-        return False
-    try:
-        t = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-    return t <= dt.datetime.now(dt.timezone.utc)
+    t = _utc(value)
+    return t is not None and t <= dt.datetime.now(dt.timezone.utc)
 
 
 def _strings(d: dict[str, Any]) -> dict[str, str]:
