@@ -30,6 +30,8 @@ from adpipe.core.plugin import (
     AlertChannel,
     Batch,
     Detector,
+    DriftDetector,
+    DriftFinding,
     Field,
     Integration,
     Params,
@@ -65,6 +67,7 @@ def __getattr__(name):  # heavy parts (engine, API) load on first use
 
 __all__ = [
     "AdpipeError", "AlertChannel", "AlertError", "Batch", "ConfigError", "DataError", "Detector",
+    "DriftDetector", "DriftFinding",
     "Field", "Integration", "ModelCompatibilityError", "ModelCompatibilityWarning", "ModelError",
     "ModelIntegrityError", "ModelNotFoundError", "ModelTrustError", "SchemaMismatchError", "Params", "Plugin", "PluginConflictError", "PluginError",
     "Preprocessor", "Registry", "RunContext", "Sink", "SinkError", "Source", "SourceError",

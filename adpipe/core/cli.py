@@ -200,7 +200,7 @@ def plugins() -> None:
 
 @plugins.command("list")
 @click.option("--kind", type=click.Choice(["source", "preprocessor", "detector", "threshold", "sink",
-                                           "alert_channel", "integration"]), help="Only this kind.")
+                                           "alert_channel", "drift_detector", "integration"]), help="Only this kind.")
 def plugins_list(kind: str | None) -> None:
     """Every installed plugin, of every kind, with its summary."""
     from rich.markup import escape

@@ -10,6 +10,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,51 @@ class EngineSpec(_Spec):
                         "temporary file so scoring does not parse the source again (needs disk space)")
 
 
+class StreamSpec(_Spec):
+    """How an endless source (Kafka, Redis Streams) is run; ignored for files."""
+
+    warmup_rows: int = Field(10_000, ge=10, description="with no saved model and no fit.source: fit on the "
+                             "first N records of the stream, then score them and go on")
+    window_rows: int = Field(50_000, ge=10, description="recent valid records kept (bounded, oldest dropped) "
+                             "for refits; saved with each checkpoint")
+    refit_every_rows: int | None = Field(None, ge=1, description="refit on the window every N scored records")
+    refit_every_seconds: float | None = Field(None, gt=0, description="refit on the window every N seconds")
+    reload_model: bool = Field(True, description="with model=NAME@STAGE (or NAME): load the store's new version "
+                               "when it changes")
+    model_check_seconds: float = Field(30, gt=0, description="how often the store is asked for a new version")
+    buffer_rows: int = Field(100_000, ge=1, description="bound of the buffer between reading and scoring")
+    overflow: Literal["block", "drop_oldest", "drop_newest"] = Field(
+        "block", description="a full buffer: stop reading (backpressure, the broker keeps the records), or shed "
+        "the oldest/newest batch to the dead-letter destination")
+    state_dir: Path | None = Field(None, description="checkpoints (model with online state, refit window); "
+                                   "default $ADPIPE_HOME/state/<name>")
+    checkpoint: str | None = Field(None, description="where checkpoints go instead of state_dir: "
+                                   "redis://host:port/db (key adpipe:state:<name>)")
+    checkpoint_every_seconds: float = Field(30, gt=0, description="how often learned state is checkpointed")
+    status_every_seconds: float = Field(10, gt=0, description="how often the status line, summary and metrics "
+                                        "file are refreshed")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
+    metrics_file: Path | None = Field(None, description="write Prometheus metrics to this textfile")
+    idle_stop_seconds: float | None = Field(None, gt=0, description="stop (exit 0) after this long without a "
+                                            "record: backfills and tests")
+    max_records: int | None = Field(None, ge=1, description="stop after this many records")
+
+
+class DriftSpec(_Spec):
+    """Drift detection on features and on the anomaly score (batch and stream runs)."""
+
+    detectors: list[Any] = Field(default_factory=list, description="drift detector plugins, e.g. "
+                                 "[{type: ks}, {type: psi}, {type: adwin}]; empty turns drift detection off")
+    features: list[str] | None = Field(None, description="features watched (default: every numeric feature)")
+    score: bool = Field(True, description="watch the anomaly score too")
+    action: Literal["log", "alert", "refit"] = Field("alert", description="on drift: record it; also raise a "
+                                                     "`drift` alert; or also refit on the recent window")
+    severity: Literal["low", "medium", "high", "critical"] = Field("high", description="severity of drift alerts")
+    cooldown_rows: int = Field(10_000, ge=0, description="after an event on a feature and test, further ones "
+                               "are ignored for this many records")
+    history: Path | None = Field(None, description="drift history database (default $ADPIPE_HOME/drift.db)")
+
+
 class SummarySpec(_Spec):
     path: Path | None = Field(None, description="where the run summary JSON goes (default: beside the first output)")
 
@@ -110,6 +156,8 @@ SECTIONS: dict[str, type[_Spec]] = {
     "validation": ValidationSpec,
     "engine": EngineSpec,
     "summary": SummarySpec,
+    "stream": StreamSpec,
+    "drift": DriftSpec,
 }
 TOP_KEYS = ["name", *SECTIONS, *STAGES, *STAGE_LISTS]
 DEFAULTS = {"threshold": {"type": "contamination"}, "sinks": [], "preprocess": [], "alerts": []}
@@ -136,14 +184,19 @@ class PipelineConfig:
     engine: EngineSpec
     summary: SummarySpec
     base_dir: Path
+    stream: StreamSpec = dataclass_field(default_factory=StreamSpec)
+    drift: DriftSpec = dataclass_field(default_factory=DriftSpec)
+    drift_detectors: list[StageSpec] = dataclass_field(default_factory=list)
     path: Path | None = None
     raw: dict | None = None  # the composed config, before validation
 
     def to_dict(self) -> dict[str, Any]:
         """The composed, validated config with every default filled in."""
         out: dict[str, Any] = {"name": self.name}
-        for key in ("columns", "fit", "calibration", "severity", "validation", "engine", "summary"):
+        for key in ("columns", "fit", "calibration", "severity", "validation", "engine", "summary", "stream",
+                    "drift"):
             out[key] = getattr(self, key).model_dump(mode="json")
+        out["drift"]["detectors"] = [s.to_dict() for s in self.drift_detectors]
         out["fit"]["source"] = self.fit_source.to_dict() if self.fit_source else None
         for key in ("source", "detector", "threshold", "reject_sink"):
             spec = getattr(self, key)
@@ -195,6 +248,7 @@ def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,
         raise ConfigError(f"{where}: no detector configured.", hint="add `detector: {type: iforest}` or detector=iforest")
     sections = {k: v.section(k, cls, raw.get(k) or {}) for k, cls in SECTIONS.items()}
     fit: FitSpec = sections["fit"]  # type: ignore[assignment]
+    drift: DriftSpec = sections["drift"]  # type: ignore[assignment]
     name = raw.get("name") or default_name
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: name must be a non-empty string, got {name!r}.")
@@ -208,6 +262,7 @@ def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,
         reject_sink=v.stage("reject_sink", "sink", raw["reject_sink"]) if raw.get("reject_sink") else None,
         alerts=v.stage_list("alerts", "alert_channel", raw["alerts"]),
         fit_source=v.stage("fit.source", "source", fit.source) if fit.source else None,
+        drift_detectors=v.stage_list("drift.detectors", "drift_detector", drift.detectors),
         base_dir=base_dir,
         path=file,
         raw=raw,

@@ -1,4 +1,4 @@
-"""The hook surface of adpipe: one registration hook and five lifecycle hooks.
+"""The hook surface of adpipe: one registration hook and six lifecycle hooks.
 
 Plugins implement them with ``@adpipe.hookimpl``. Keep this surface small:
 every hook here is a promise to third-party packages.
@@ -31,6 +31,12 @@ def adpipe_after_batch(context, result, rejected):
 @hookspec
 def adpipe_on_anomalies(context, anomalies):
     """A batch held anomalies (``anomalies`` is the result frame's flagged rows)."""
+
+
+@hookspec
+def adpipe_on_drift(context, event):
+    """Drift was detected (``event`` is an :class:`adpipe.core.drift.DriftEvent`: feature, test, statistic,
+    window)."""
 
 
 @hookspec

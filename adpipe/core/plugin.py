@@ -92,6 +92,18 @@ class Source(Plugin):
     def ack(self, batch: Batch) -> None:
         """Called once every sink has written ``batch`` (commit offsets here)."""
 
+    def dead_letter(self, batch: Batch, rejected: pd.DataFrame) -> bool:
+        """Send rows of ``batch`` that failed validation to the source's dead-letter destination.
+
+        ``rejected`` holds those rows (index labels of ``batch.data``) plus ``reject_reason``. Return
+        True once they are safely handed over (before :meth:`ack` of the batch commits them), False
+        when the source has no dead-letter destination.
+        """
+        return False
+
+    def stop(self) -> None:
+        """Ask an endless source to end :meth:`batches` soon (thread-safe; called on SIGTERM)."""
+
     def close(self) -> None:
         """Release files and connections."""
 
@@ -124,6 +136,10 @@ class Detector(Plugin):
     kind = "detector"
     #: online detectors also implement ``learn(X)`` (learn as they score)
     online: ClassVar[bool] = False
+
+    def learn(self, X: np.ndarray) -> None:
+        """Online detectors: update the model with rows just scored (called after every batch)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn online")
     #: scores of the training rows computed during fit (e.g. PyOD's
     #: ``decision_scores_``); the engine calibrates on them when set
     training_scores_: np.ndarray | None = None
@@ -152,6 +168,9 @@ class Sink(Plugin):
     """Writes result frames; idempotent on the record key (at-least-once)."""
 
     kind = "sink"
+    #: True when ``write`` returns only once the rows are stored for good; endless sources (streams)
+    #: acknowledge records after ``write``, so they need durable sinks. File sinks publish at close.
+    durable: ClassVar[bool] = True
 
     def open(self, context: Any) -> None:
         """Prepare to write (``context`` is the :class:`adpipe.RunContext`)."""
@@ -189,6 +208,35 @@ class AlertChannel(Plugin):
         return {}
 
 
+@dataclass
+class DriftFinding:
+    """What a drift detector found in the values it was given."""
+
+    statistic: float  # the test's statistic (KS D, PSI, ADWIN's mean difference, ...)
+    threshold: float  # the value the statistic crossed
+    p_value: float | None = None
+    position: int = -1  # index into the values of the last update where drift was detected
+    window: int = 0  # values in the window compared with the reference
+    reference: int = 0  # values in the reference
+    detail: str = ""  # one readable sentence: "mean rose from 0.10 to 0.85"
+
+
+class DriftDetector(Plugin):
+    """Watches one stream of values (a feature or the anomaly score) for a change in distribution."""
+
+    kind = "drift_detector"
+    #: detectors that compare a window with a reference sample (KS, PSI); streaming ones (ADWIN) don't
+    needs_reference: ClassVar[bool] = False
+
+    def start(self, reference: np.ndarray | None) -> "DriftDetector":
+        """Begin watching; ``reference`` holds values from training (None: use the first window)."""
+        return self
+
+    def update(self, values: np.ndarray) -> list[DriftFinding]:
+        """Take the next values (finite floats, in arrival order); return drift found in them."""
+        raise NotImplementedError
+
+
 class Integration(Plugin):
     """Runs adpipe inside another system (Airflow, Spark, ...)."""
 
@@ -196,5 +244,6 @@ class Integration(Plugin):
 
 
 KINDS: dict[str, type[Plugin]] = {
-    cls.kind: cls for cls in (Source, Preprocessor, Detector, Threshold, Sink, AlertChannel, Integration)
+    cls.kind: cls for cls in (Source, Preprocessor, Detector, Threshold, Sink, AlertChannel, DriftDetector,
+                              Integration)
 }
