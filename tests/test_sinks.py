@@ -63,7 +63,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_sinks_register_through_the_hook():
     registry = Registry()
     registry.register_module(sinks)
-    assert registry.names("sink") == ["console", "csv", "jsonl", "memory", "parquet", "sql"]
+    assert registry.names("sink") == ["console", "csv", "jsonl", "kafka", "memory", "parquet", "redis_stream", "sql"]
     for cls in (CsvSink, ParquetSink, JsonlSink):
         assert cls.Params.model_fields["path"].annotation is Path
     assert SqlSink.Params.model_fields["path"].annotation == Path | None

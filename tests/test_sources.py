@@ -43,7 +43,7 @@ def starts(batches: list[adpipe.Batch]) -> list[int]:
 def test_sources_register_through_the_hook():
     registry = Registry()
     registry.register_module(sources)
-    assert registry.names("source") == ["csv", "dataframe", "jsonl", "parquet"]
+    assert registry.names("source") == ["csv", "dataframe", "jsonl", "kafka", "parquet", "redis_stream"]
 
 
 @pytest.mark.parametrize("cls", [CsvSource, ParquetSource, JsonlSource])

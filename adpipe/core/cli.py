@@ -68,7 +68,10 @@ def config_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
 def cli(ctx: click.Context, debug: bool) -> None:
     """adpipe: anomaly-detection pipelines from YAML configs."""
     ctx.obj = {"debug": debug}
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not debug:  # a stream's status lines, warm-up, refits and reloads
+        logging.getLogger("adpipe.stream").setLevel(logging.INFO)
 
 
 run_args = click.argument("args", nargs=-1, metavar="config=PATH [OVERRIDES]...")
@@ -156,12 +159,14 @@ def score(args: tuple[str, ...], store: str | None, trust: bool, strict_versions
     """
     from adpipe.core.config import load_config
     from adpipe.core.engine import Pipeline
-    from adpipe.core.model import load_model
+    from adpipe.core.model import is_path_ref, load_model
 
     found, overrides = split_args(args, ("model", "config"))
     cfg = load_config(found["config"], overrides, need_detector=False)
     model = load_model(found["model"], store=store, trusted=trust, strict_versions=strict_versions)
-    summary = Pipeline(cfg).run(model=model, progress=not quiet and not as_json)
+    ref = None if is_path_ref(found["model"]) or "://" in found["model"] or ":/" in found["model"] else found["model"]
+    summary = Pipeline(cfg).run(model=model, progress=not quiet and not as_json, model_ref=ref, store=store,
+                                trusted=trust)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, default=str))
     elif not quiet:
@@ -265,6 +270,7 @@ def plugins_show(name: str, kind: str | None) -> None:
 
 
 from adpipe.core import cli_alerts, cli_models  # noqa: E402,F401  (add the `alerts` and `models` groups)
+from adpipe.core import cli_drift  # noqa: E402,F401  (add the `drift` group)
 
 
 def main(argv: list[str] | None = None) -> None:

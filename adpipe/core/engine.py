@@ -13,7 +13,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import pandas as pd
 from adpipe.core import evaluate, schema, validation
 from adpipe.core.calibration import Calibrator
 from adpipe.core.config import PipelineConfig, load_config
-from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError
+from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError, SchemaMismatchError
 from adpipe.core.features import FeatureSchema
 from adpipe.core.frames import to_frame
 from adpipe.core.plugin import Batch, Detector, Preprocessor, Source, Threshold
@@ -89,20 +89,27 @@ class Pipeline:
 
     # ------------------------------------------------------------------ run
     def run(self, *, model: "FittedPipeline | None" = None, progress: bool = False, write_summary: bool = True,
-            sinks: list | None = None) -> RunSummary:
+            sinks: list | None = None, model_ref: str | None = None, store: Any = None,
+            trusted: bool = False) -> RunSummary:
         """Fit on the training data, then score the source into every sink.
 
         With ``model`` (e.g. from :func:`adpipe.load_model`) nothing is fitted: the model brings its
         columns, preprocessing, detector, calibration, threshold, severity and validation policy; this
-        config brings the source, sinks, reject sink, alerts, engine and summary settings.
+        config brings the source, sinks, reject sink, alerts, engine and summary settings. ``model_ref``
+        (``fraud@production``) lets a stream load the store's new version when it changes.
+
+        An endless source (Kafka, Redis Streams) without a model and without ``fit.source`` is fitted on
+        its first ``stream.warmup_rows`` records.
         """
         cfg = self.config
         if cfg.source is None:
             raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
         if model is not None:
             self.model_ = model
-            return Runner(model, with_model(cfg, model), self.registry).run(
-                progress=progress, write_summary=write_summary, sinks=sinks)
+            return Runner(model, with_model(cfg, model), self.registry, model_ref=model_ref, store=store,
+                          trusted=trusted).run(progress=progress, write_summary=write_summary, sinks=sinks)
+        if not cfg.source.cls.finite and cfg.fit_source is None:  # warm up on the stream itself
+            return Runner(None, cfg, self.registry).run(progress=progress, write_summary=write_summary, sinks=sinks)
         timer = StageTimer()
         started = time.perf_counter()
         one_source = cfg.fit_source is None and cfg.source.cls.finite
@@ -168,6 +175,19 @@ def _distribution(values: np.ndarray) -> dict[str, float]:
             **dict(zip(("p01", "p25", "p50", "p75", "p99"), map(float, q))), "max": float(v.max())}
 
 
+REFERENCE_ROWS = 1000  # training values kept per feature as the drift reference
+
+
+def _reference(numeric: np.ndarray, columns: list[str], scores: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(numeric), REFERENCE_ROWS, replace=False) if len(numeric) > REFERENCE_ROWS else \
+        slice(None)
+    out = {col: numeric[rows, j].astype(np.float32) for j, col in enumerate(columns)}
+    picks = rng.choice(len(scores), REFERENCE_ROWS, replace=False) if len(scores) > REFERENCE_ROWS else slice(None)
+    out[schema.SCORE] = np.asarray(scores[picks], dtype=np.float64)
+    return out
+
+
 def _slices(frame: pd.DataFrame, step: int) -> Iterator[Batch]:
     for i in range(0, len(frame), step):
         yield Batch(frame.iloc[i:i + step], {"row_start": i})
@@ -223,6 +243,9 @@ class FittedPipeline:
         self.schema: FeatureSchema | None = None
         self.metadata: dict[str, Any] = {}  # set when saved or loaded (see adpipe.core.model)
         self.fit_scores_: pd.Series | None = None  # raw scores of the training rows, by row
+        #: a sample of training values per numeric feature and of the training scores ("anomaly_score"),
+        #: the reference that drift tests compare new data with
+        self.reference: dict[str, np.ndarray] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         """What a model file keeps: no training scores, no source/sinks/alerts or local paths."""
@@ -314,6 +337,7 @@ class FittedPipeline:
             "feature_stats": {col: _distribution(fit_part.numeric[:, j])
                               for j, col in enumerate(self.numeric_columns)},
         }
+        self.reference = _reference(fit_part.numeric, self.numeric_columns, train_scores)
         with timer("validate_model"):
             self.validation = self._validate(checked, held, labels, train_scores, flags)
         return self
@@ -355,9 +379,9 @@ class FittedPipeline:
         self.numeric_columns = [c for c in used if c not in self.text_columns]
 
     def _check(self, frame: pd.DataFrame, row_start: int = 0, where: str = "input",
-               row_numbers: np.ndarray | None = None) -> validation.Checked:
+               row_numbers: np.ndarray | None = None, policy: str | None = None) -> validation.Checked:
         allow_nan = any(spec.cls.handles_missing for spec in self.config.preprocess)
-        return validation.check(frame, self.numeric_columns, policy=self.config.validation.on_invalid,
+        return validation.check(frame, self.numeric_columns, policy=policy or self.config.validation.on_invalid,
                                 allow_nan=allow_nan, row_start=row_start, where=where, row_numbers=row_numbers)
 
     def _features(self, checked: validation.Checked, fit: bool = False) -> np.ndarray:
@@ -412,12 +436,54 @@ class FittedPipeline:
         result, _ = self.score_batch(to_frame(data))
         return result
 
+    def score_one(self, record: Mapping[str, Any], run_id: str = "") -> dict[str, Any]:
+        """Score one record (column -> value) in-process: its id columns plus the result columns.
+
+        Without preprocessing stages no frame is built (the fast path for services and streams). A
+        record with a missing feature or an unusable value raises :class:`adpipe.DataError` (with
+        ``validation.on_invalid: impute`` it is imputed instead).
+        """
+        if self.detector is None:
+            raise ModelError("The model is not fitted.", hint="fit the pipeline first")
+        if not isinstance(record, Mapping):
+            raise DataError(f"score_one takes a mapping of column -> value, got {type(record).__name__}.",
+                            hint="pass a dict such as {'amount': 12.5, ...}; use score(frame) for tables")
+        missing = [c for c in self.feature_columns if c not in record]
+        if missing:
+            raise SchemaMismatchError(f"The record lacks feature(s) {', '.join(map(repr, missing))}.",
+                                      [f"missing column {c!r}" for c in missing],
+                                      hint=f"the model's features are {', '.join(self.feature_columns)}")
+        if self.preprocessors or self.imputer is not None:
+            frame = pd.DataFrame([dict(record)])
+            result, rejected = self.score_batch(frame, run_id=run_id, policy=None)
+            if not len(result):
+                raise DataError(f"The record cannot be scored: {rejected[schema.REJECT_REASON].iloc[0]}.")
+            return result.iloc[0].to_dict()
+        try:
+            x = np.array([[record[c] for c in self.numeric_columns]], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"The record has a value that is not a number: {exc}.",
+                            hint=f"features {', '.join(self.numeric_columns)} must be numbers") from None
+        if not np.isfinite(x).all():
+            bad = [c for c, v in zip(self.numeric_columns, x[0]) if not np.isfinite(v)]
+            raise DataError(f"The record has missing or infinite value(s) in {', '.join(map(repr, bad))}.",
+                            hint="send finite numbers, or fit with validation.on_invalid: impute")
+        scores = self._detect(x)
+        probs, flags, severity = self.label(scores)
+        out = {c: record.get(c) for c in self.id_columns}
+        out.update({schema.SCORE: float(scores[0]), schema.PROBABILITY: float(probs[0]),
+                    schema.LABEL: int(flags[0]), schema.SEVERITY: str(severity[0]),
+                    schema.MODEL_VERSION: self.model_version, schema.RUN_ID: run_id})
+        return out
+
     def score_batch(self, frame: pd.DataFrame, row_start: int = 0, run_id: str = "",
-                    timer: StageTimer | None = None,
-                    known_scores: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                    timer: StageTimer | None = None, known_scores: pd.Series | None = None,
+                    policy: str | None = None, learn: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Score one batch: returns (result frame, rejected rows with reject_reason).
 
         ``known_scores``: raw scores already computed for these rows (by index), e.g. the training scores.
+        ``policy`` overrides ``validation.on_invalid`` (a stream rejects rows instead of raising).
+        ``learn``: an online detector learns the batch's rows after scoring them.
         """
         timer = timer or StageTimer()
         if self.detector is None:
@@ -427,7 +493,7 @@ class FittedPipeline:
                 self.schema.check(frame)
             else:
                 validation.require_columns(frame, list(dict.fromkeys([*self.feature_columns, *self.id_columns])))
-            checked = self._check(frame, row_start=row_start)
+            checked = self._check(frame, row_start=row_start, policy=policy)
         result = checked.frame[self.id_columns].copy() if self.id_columns else pd.DataFrame(index=checked.frame.index)
         known = np.zeros(len(checked.frame), dtype=bool)
         if known_scores is not None and len(checked.frame):
@@ -441,6 +507,8 @@ class FittedPipeline:
                 X = self._features(todo)
             with timer("detect"):
                 scores[~known] = self._detect(X)
+                if learn and len(X):
+                    self.detector.learn(X)
         probs, flags, severity = self.label(scores, timer)
         columns = {schema.SCORE: scores, schema.PROBABILITY: probs, schema.LABEL: flags.astype(np.int8),
                    schema.SEVERITY: severity, schema.MODEL_VERSION: self.model_version, schema.RUN_ID: run_id}

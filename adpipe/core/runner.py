@@ -17,12 +17,17 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import pandas as pd
 
-from adpipe.core import evaluate, schema
+from adpipe.core import evaluate
 from adpipe.core.config import PipelineConfig
 from adpipe.core.context import RunContext
-from adpipe.core.errors import AdpipeError, DataError, PluginError, SinkError
+from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, SinkError
 from adpipe.core.plugin import Batch
 from adpipe.core.registry import Registry
+from adpipe.core.run_state import RunState
+from adpipe.core.run_state import hook as _hook
+from adpipe.core.run_state import quiet as _quiet
+from adpipe.core.stream import Feed, stop_on_signals
+from adpipe.core.stream_model import ModelKeeper
 from adpipe.core.summary import RunSummary, StageTimer
 
 if TYPE_CHECKING:
@@ -34,29 +39,51 @@ STAGE_NAMES = ("read_training", "fit_detector", "read", "validate", "preprocess"
 
 
 class Runner:
-    """Scores a source batch by batch into the sinks, with at-least-once acknowledgement."""
+    """Scores a source batch by batch into the sinks, with at-least-once acknowledgement.
 
-    def __init__(self, model: FittedPipeline, config: PipelineConfig, registry: Registry,
-                 timer: StageTimer | None = None, started: float | None = None):
+    A finite source (files) is read to its end. An endless one (Kafka, Redis Streams) is read through a
+    bounded buffer until SIGTERM/SIGINT, ``stream.idle_stop_seconds`` or ``stream.max_records``; its
+    model may be fitted on the first records (warm-up), refitted, reloaded and checkpointed
+    (:mod:`adpipe.core.stream_model`).
+    """
+
+    def __init__(self, model: FittedPipeline | None, config: PipelineConfig, registry: Registry,
+                 timer: StageTimer | None = None, started: float | None = None, *, model_ref: str | None = None,
+                 store=None, trusted: bool = False):
         self.model, self.config, self.registry = model, config, registry
         self.timer = timer or StageTimer()
         self.started = started or time.perf_counter()
+        self.model_ref, self.store, self.trusted = model_ref, store, trusted
+        self.feed: Feed | None = None
+
+    def stop(self) -> None:
+        """End an endless run after the current batch (what SIGTERM does)."""
+        if self.feed is not None:
+            self.feed.stop()
 
     def run(self, *, progress: bool = False, write_summary: bool = True,
             batches: Iterator[Batch] | None = None, sinks: list | None = None,
             known_scores: pd.Series | None = None) -> RunSummary:
-        cfg, model, timer = self.config, self.model, self.timer
-        ctx = RunContext(pipeline=cfg.name, model_version=model.model_version, base_dir=cfg.base_dir,
-                         config_path=cfg.path, id_columns=model.id_columns)
-        summary = RunSummary(pipeline=cfg.name, run_id=ctx.run_id, model_version=model.model_version,
-                             detector=cfg.detector.type, started_at=ctx.started_at.isoformat(),
-                             training=model.training, config_path=str(cfg.path) if cfg.path else None)
+        cfg, timer = self.config, self.timer
+        source = cfg.source.build() if batches is None else None
+        endless = source is not None and not source.finite
         sinks = sinks if sinks is not None else [s.build() for s in cfg.sinks]
         reject = cfg.reject_sink.build() if cfg.reject_sink else None
+        if endless:
+            _require_durable([*sinks, *([reject] if reject else [])], cfg.source.type)
+        keeper = self._keeper() if endless else None
+        if keeper is None and self.model is None:
+            raise ModelError("There is no model to score with.", hint="fit the pipeline first")
+        model = self.model
+        ctx = RunContext(pipeline=cfg.name, model_version=model.model_version if model else "",
+                         base_dir=cfg.base_dir, config_path=cfg.path,
+                         id_columns=model.id_columns if model else list(cfg.columns.id or []))
+        summary = RunSummary(pipeline=cfg.name, run_id=ctx.run_id, model_version=ctx.model_version,
+                             detector=cfg.detector.type if cfg.detector else "", started_at=ctx.started_at.isoformat(),
+                             training=model.training if model else {}, config_path=str(cfg.path) if cfg.path else None)
         channels = [a.build() for a in cfg.alerts]
-        source = cfg.source.build() if batches is None else None
+        state = RunState(self, ctx, summary, sinks, reject, channels, source, keeper, known_scores)
         opened: list = []
-        scores_seen, labels_seen, flags_seen = [], [], []
         bar = _progress(progress)
         try:
             for sink in [*sinks, *([reject] if reject else [])]:
@@ -65,35 +92,28 @@ class Runner:
             for ch in channels:
                 ch.open(ctx)
             _hook(self.registry, "adpipe_before_run", context=ctx)
-            stream = batches if batches is not None else source.batches(cfg.engine.batch_rows)
-            for batch in _timed(stream, timer, "read"):
-                n = len(batch.data)
-                result, rejected = model.score_batch(batch.data, row_start=summary.rows_in, run_id=ctx.run_id,
-                                                     timer=timer, known_scores=known_scores)
-                summary.rows_in += n
-                summary.rows_scored += len(result)
-                summary.rows_rejected += len(rejected)
-                summary.anomalies += int(result[schema.LABEL].sum())
-                summary.batches += 1
-                with timer("write"):
-                    for sink in sinks:
-                        sink.write(result)
-                    if reject is not None and len(rejected):
-                        reject.write(rejected)
-                anomalies = result[result[schema.LABEL] == 1]
-                if len(anomalies):
-                    self._alert(channels, anomalies, ctx, summary)
-                    _hook(self.registry, "adpipe_on_anomalies", context=ctx, anomalies=anomalies)
-                if cfg.columns.label and cfg.columns.label in batch.data.columns and len(result):
-                    labels_seen.append(model.labels(batch.data.loc[result.index], cfg.columns.label))
-                    scores_seen.append(result[schema.SCORE].to_numpy())
-                    flags_seen.append(result[schema.LABEL].to_numpy())
-                _hook(self.registry, "adpipe_after_batch", context=ctx, result=result, rejected=rejected)
-                if source is not None:
-                    source.ack(batch)
-                if bar:
-                    bar.advance(n)
-            if summary.rows_in == 0:
+            if endless:
+                self.feed = Feed(source, cfg.engine.batch_rows, cfg.stream, on_buffer=state.metrics.buffer)
+                stream: Iterator[Batch] = iter(self.feed)
+            else:
+                stream = batches if batches is not None else source.batches(cfg.engine.batch_rows)
+            with stop_on_signals(self.stop) if endless else contextlib.nullcontext():
+                for batch in _timed(stream, timer, "read"):
+                    if endless:
+                        state.tick(batch)
+                        if not len(batch.data):
+                            state.empty(batch)
+                            continue
+                        ready = keeper.hold(batch) if keeper.warming else [batch]
+                    else:
+                        ready = [batch]
+                    for b in ready:
+                        state.process(b)
+                        if bar:
+                            bar.advance(len(b.data))
+            if endless:
+                state.stopping()
+            if summary.rows_in == 0 and not endless:
                 raise DataError("The source yielded no rows to score.",
                                 hint="check the source path and that the file has data rows below its header")
             with timer("write"):  # publish; a sink that cannot publish fails the run, the rest roll back
@@ -112,6 +132,9 @@ class Runner:
         finally:
             if bar:
                 bar.stop()
+            if self.feed is not None:  # the reader thread ends before the source closes
+                self.feed.stop()
+                self.feed.join()
             if source is not None:
                 _quiet(source.close)
         summary.outputs = [o for s in sinks for o in s.outputs()]  # in config order, without the rejects
@@ -122,22 +145,21 @@ class Runner:
                 summary.alerts[key] = summary.alerts.get(key, 0) + value
         summary.rejects_output = reject.outputs() if reject else []
         summary.stage_seconds = {**dict.fromkeys(STAGE_NAMES, 0.0), **timer.seconds}
-        summary.metrics = _metrics(labels_seen, scores_seen, flags_seen)
+        summary.metrics = _metrics(state.labels_seen, state.scores_seen, state.flags_seen)
         summary.finished_at = datetime.now(timezone.utc).isoformat()
         summary.seconds = time.perf_counter() - self.started
         if write_summary:
             summary.write_json(self._summary_path(summary))
+        state.write_metrics()
         _hook(self.registry, "adpipe_after_run", context=ctx, summary=summary)
         return summary
 
-    def _alert(self, channels, anomalies, ctx, summary) -> None:
-        for ch in channels:
-            try:
-                ch.send(anomalies, ctx)
-                summary.alerts["sent"] += 1
-            except Exception as exc:  # a channel never stops scoring
-                summary.alerts["failed"] += 1
-                ctx.log.warning("alert channel %s failed: %s", ch.name, exc)
+    def _keeper(self) -> ModelKeeper:
+        cfg = self.config
+        keeper = ModelKeeper(cfg, self.model, self.model_ref, self.store, self.trusted,
+                             refit_on_drift=bool(cfg.drift_detectors) and cfg.drift.action == "refit")
+        keeper.resume()
+        return keeper
 
     def _summary_path(self, summary: RunSummary) -> Path:
         cfg = self.config
@@ -178,6 +200,15 @@ def alert_failure(config: PipelineConfig, exc: BaseException) -> None:
         _quiet(channel.close)
 
 
+def _require_durable(sinks: list, source: str) -> None:
+    weak = [s.name for s in sinks if not s.durable]
+    if weak:
+        raise ConfigError(
+            f"The {source} source never ends, and the {', '.join(weak)} sink(s) publish only at the end of a run: "
+            "records would be acknowledged before they are stored.",
+            hint="in a stream write to kafka, redis_stream or sql sinks (or console for a look)")
+
+
 def _publish(sink, published: list[str]) -> None:
     try:
         sink.close(True)
@@ -198,22 +229,6 @@ def _timed(stream: Iterator[Batch], timer: StageTimer, stage: str) -> Iterator[B
         if batch is None:
             return
         yield batch
-
-
-def _hook(registry: Registry, name: str, **kwargs) -> None:
-    try:
-        getattr(registry.hook, name)(**kwargs)
-    except AdpipeError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"A plugin's {name} hook failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _quiet(fn, *args, **kwargs) -> None:
-    try:
-        fn(*args, **kwargs)
-    except Exception:  # cleanup must not hide the original error
-        pass
 
 
 def _metrics(labels: list, scores: list, flags: list) -> dict[str, float]:

@@ -41,6 +41,12 @@ class RunSummary:
     rows_rejected: int = 0
     anomalies: int = 0
     batches: int = 0
+    #: stream runs: messages that were not records (sent to the dead-letter destination, not in rows_in)
+    undecodable: int = 0
+    #: rejected rows handed to the source's dead-letter destination (part of rows_rejected)
+    dead_lettered: int = 0
+    drift_events: int = 0
+    stopped_by: str | None = None  # stream runs: signal, idle, max_records, end
     stage_seconds: dict[str, float] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -87,6 +93,9 @@ class RunSummary:
             ("rows scored", f"{self.rows_scored:,}"),
             ("rows rejected", f"{self.rows_rejected:,}"),
             ("anomalies", f"{self.anomalies:,} ({pct})"),
+            *([("dead-lettered", f"{self.dead_lettered:,} rows, {self.undecodable:,} undecodable messages")]
+              if self.dead_lettered or self.undecodable else []),
+            *([("drift events", f"{self.drift_events:,}")] if self.drift_events else []),
             ("time", f"{self.seconds:.2f} s"),
         ]
         rows += [(f"  {k}", f"{v:.2f} s") for k, v in self.stage_seconds.items()]

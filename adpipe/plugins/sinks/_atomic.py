@@ -43,6 +43,8 @@ def temp_path(target: Path) -> Path:
 class FileSink(adpipe.Sink):
     """Base class of sinks that write one file (not registered itself)."""
 
+    durable = False  # the file is published at close: a stream needs a sink that stores on write
+
     class Params(adpipe.Params):
         path: Path = adpipe.Field(description="output file; relative paths resolve against the config file's folder")
 
