@@ -125,7 +125,7 @@ class StreamSpec(_Spec):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus metrics on this port")
     metrics_file: Path | None = Field(None, description="write Prometheus metrics to this textfile")
     idle_stop_seconds: float | None = Field(None, gt=0, description="stop (exit 0) after this long without a "
-                                            "record: backfills and tests")
+                                            "record (at least 60 s before the first one): backfills and tests")
     max_records: int | None = Field(None, ge=1, description="stop after this many records")
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from adpipe.core.runner import Runner
 
 log = logging.getLogger("adpipe.stream")
+IDLE_BEFORE_FIRST = 60.0  # idle_stop_seconds waits at least this long for the first record
 
 
 class RunState:
@@ -41,6 +42,7 @@ class RunState:
         spec = self.cfg.stream
         self.status_clock = Clock(spec.status_every_seconds if self.endless else None)
         self.last_record = time.monotonic()
+        self.first_record: float | None = None
         self.rate_mark = (time.monotonic(), 0)
         if self.endless:
             keeper.on_change = self.model_changed
@@ -69,11 +71,11 @@ class RunState:
                 self.monitor.restart(reference)
 
     # ------------------------------------------------------------------ one batch
-    def process(self, batch: Batch) -> None:
+    def process(self, batch: Batch, learn: bool = True) -> None:
         cfg, summary, model, timer = self.cfg, self.summary, self.runner.model, self.timer
         started = time.perf_counter()
         frame = batch.data
-        online = bool(getattr(model.detector, "online", False)) and self.endless
+        online = learn and self.endless and bool(getattr(model.detector, "online", False))
         if self.endless:
             frame = _align(frame, model, cfg.columns.label)
         try:
@@ -167,9 +169,13 @@ class RunState:
         spec = self.cfg.stream
         if len(batch.data):
             self.last_record = time.monotonic()
+            self.first_record = self.first_record or self.last_record
         if self.status_clock.due():
             self.status()
-        if spec.idle_stop_seconds is not None and time.monotonic() - self.last_record > spec.idle_stop_seconds:
+        idle = spec.idle_stop_seconds
+        if idle is not None and self.first_record is None:
+            idle = max(idle, IDLE_BEFORE_FIRST)  # joining a consumer group can take a while
+        if idle is not None and time.monotonic() - self.last_record > idle:
             self.summary.stopped_by = "idle"
             self.runner.stop()
         if spec.max_records is not None and self.summary.rows_in + len(batch.data) >= spec.max_records:

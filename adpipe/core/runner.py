@@ -104,11 +104,12 @@ class Runner:
                         if not len(batch.data):
                             state.empty(batch)
                             continue
-                        ready = keeper.hold(batch) if keeper.warming else [batch]
+                        warmup = keeper.warming  # held batches were fitted on: scored, not learned again
+                        ready = keeper.hold(batch) if warmup else [batch]
                     else:
-                        ready = [batch]
+                        warmup, ready = False, [batch]
                     for b in ready:
-                        state.process(b)
+                        state.process(b, learn=not warmup)
                         if bar:
                             bar.advance(len(b.data))
             if endless:

@@ -54,8 +54,12 @@ class Feed:
             self.cond.notify_all()
 
     def __iter__(self) -> Iterator[Batch]:
+        """Start the reader thread and return the batches as they come (empty ones when idle)."""
         self._thread = threading.Thread(target=self._read, name="adpipe-reader", daemon=True)
         self._thread.start()
+        return self._batches()
+
+    def _batches(self) -> Iterator[Batch]:
         while True:
             with self.cond:
                 if not self.queue and not self.done and not self.stopping.is_set():

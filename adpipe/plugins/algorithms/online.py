@@ -9,7 +9,7 @@ the River version. See ``docs/online.md``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,14 +47,13 @@ class _OnlineDetector(adpipe.Detector):
             )
         return X
 
-    def fit(self, X) -> "_OnlineDetector":
+    def fit(self, X) -> _OnlineDetector:
         X = self._rows(X, "fit")
         if X.shape[0] < 2:
             raise adpipe.DataError(f"detector '{self.name}' needs at least 2 training rows, got {X.shape[0]}.")
-        self.n_features_in_ = X.shape[1]
         model = self._start(X)
-        model.learn(self._prepare(X))
-        self.model_ = model
+        model.learn(X)
+        self.model_, self.n_features_in_ = model, X.shape[1]  # replaced only once the new model is complete
         self.training_scores_ = self.score(X)
         return self
 
@@ -62,19 +61,16 @@ class _OnlineDetector(adpipe.Detector):
         X = self._rows(X, "score")
         if X.shape[0] == 0:
             return np.empty(0, dtype=float)
-        return self.model_.score(self._prepare(X))
+        return self.model_.score(X)
 
     def learn(self, X) -> None:
         X = self._rows(X, "learn")
         if X.shape[0]:
-            self.model_.learn(self._prepare(X))
+            self.model_.learn(X)
 
     def _start(self, X: np.ndarray):
-        """A fresh model for training rows ``X`` (called by fit)."""
+        """A fresh model (with ``learn(X)`` and ``score(X)``) for training rows ``X``."""
         raise NotImplementedError
-
-    def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return X
 
 
 # ---------------------------------------------------------------------------- Half-Space Trees
@@ -83,17 +79,23 @@ class _OnlineDetector(adpipe.Detector):
 class _Forest:
     """River's Half-Space Trees as flat arrays (nodes in heap order: children of k are 2k+1, 2k+2).
 
-    ``learn`` and ``score`` give exactly what ``river.anomaly.HalfSpaceTrees``'s ``learn_one`` and
-    ``score_one`` give row by row (tests/test_online.py checks it), vectorised over rows and trees.
+    Rows are first scaled into [0, 1] (``prepare``); then ``learn`` and ``score`` give exactly what
+    ``river.anomaly.HalfSpaceTrees``'s ``learn_one`` and ``score_one`` give row by row
+    (tests/test_online.py checks it), vectorised over rows and trees.
     """
 
-    def __init__(self, feature: np.ndarray, threshold: np.ndarray, height: int, window_size: int):
+    def __init__(self, feature: np.ndarray, threshold: np.ndarray, height: int, window_size: int,
+                 scale: np.ndarray, offset: np.ndarray):
         n_trees = feature.shape[0]
         self.feature, self.threshold, self.height, self.window_size = feature, threshold, height, window_size
+        self.scale, self.offset = scale, offset
         self.l_mass = np.zeros((n_trees, 2 ** (height + 1) - 1), dtype=np.int64)
         self.r_mass = np.zeros_like(self.l_mass)
         self.counter = 0  # rows learned in the current window
         self.first_window = True  # no reference window yet: every score is 0
+
+    def prepare(self, X: np.ndarray) -> np.ndarray:
+        return np.clip(X * self.scale + self.offset, 0.0, 1.0)
 
     def _paths(self, X: np.ndarray) -> np.ndarray:
         """Node index at each depth: shape (height + 1, n_rows, n_trees)."""
@@ -109,12 +111,16 @@ class _Forest:
         return out
 
     def learn(self, X: np.ndarray) -> None:
+        X = self.prepare(X)
         offsets = np.arange(self.l_mass.shape[0]) * self.l_mass.shape[1]
         start = 0
         while start < len(X):  # split the rows where a window ends (and into blocks, to bound memory)
             stop = min(len(X), start + self.window_size - self.counter, start + _BLOCK)
-            paths = self._paths(X[start:stop]) + offsets
-            self.l_mass += np.bincount(paths.ravel(), minlength=self.l_mass.size).reshape(self.l_mass.shape)
+            paths = (self._paths(X[start:stop]) + offsets).ravel()
+            if paths.size * 8 < self.l_mass.size:  # few rows: cheaper than counting every node
+                np.add.at(self.l_mass.reshape(-1), paths, 1)
+            else:
+                self.l_mass += np.bincount(paths, minlength=self.l_mass.size).reshape(self.l_mass.shape)
             self.counter += stop - start
             if self.counter == self.window_size:  # the window becomes the reference
                 self.r_mass, self.l_mass = self.l_mass, np.zeros_like(self.l_mass)
@@ -122,10 +128,11 @@ class _Forest:
             start = stop
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        if self.first_window:
+        if self.first_window or not len(X):
             return np.zeros(len(X))
-        if len(X) > _BLOCK:
-            return np.concatenate([self.score(X[i : i + _BLOCK]) for i in range(0, len(X), _BLOCK)])
+        return np.concatenate([self._score(self.prepare(X[i : i + _BLOCK])) for i in range(0, len(X), _BLOCK)])
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
         paths = self._paths(X)
         trees = np.arange(self.r_mass.shape[0])
         total = np.zeros(paths.shape[1:], dtype=np.int64)
@@ -177,7 +184,9 @@ class HalfSpaceTrees(_OnlineDetector):
     class Params(adpipe.Params):
         n_trees: int = adpipe.Field(25, ge=1, le=1000, description="Number of trees.")
         height: int = adpipe.Field(
-            10, ge=1, le=16, description="Depth of each tree (2^(height+1) - 1 nodes; memory and time grow with it)."
+            10, ge=1, le=16,
+            description="Depth of each tree (2^(height+1) - 1 nodes; memory and time double per level, and River "
+            "grows the trees slowly above 12).",
         )
         window_size: int = adpipe.Field(
             1000, ge=10,
@@ -189,21 +198,16 @@ class HalfSpaceTrees(_OnlineDetector):
             description="Share of [0, 1] left free beyond the training range on each side, so values "
             "outside it fall into their own cells before clipping.",
         )
-        seed: Optional[int] = adpipe.Field(0, description=_SEED)
+        seed: int | None = adpipe.Field(0, description=_SEED)
 
     def _start(self, X: np.ndarray) -> _Forest:
         p = self.params
         lo, hi = X.min(axis=0), X.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         lo = np.where(hi > lo, lo, lo - 0.5)  # a constant feature sits in the middle
-        # value v maps to margin + (1 - 2 margin) (v - lo) / span
-        self.scale_ = (1 - 2 * p.margin) / span
-        self.offset_ = p.margin - lo * self.scale_
+        scale = (1 - 2 * p.margin) / span  # value v maps to margin + (1 - 2 margin) (v - lo) / span
         feature, threshold = _river_trees(X.shape[1], p.n_trees, p.height, p.seed)
-        return _Forest(feature, threshold, p.height, min(p.window_size, X.shape[0]))
-
-    def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return np.clip(X * self.scale_ + self.offset_, 0.0, 1.0)
+        return _Forest(feature, threshold, p.height, min(p.window_size, X.shape[0]), scale, p.margin - lo * scale)
 
 
 # ---------------------------------------------------------------------------- EWM Gaussian
@@ -217,7 +221,7 @@ class _Gaussian:
         self.weight = 0.0
         self.mean = np.zeros(d)
         self.scatter = np.zeros((d, d))  # weighted sum of outer products of deviations
-        self.whiten = np.eye(d)
+        self.whiten: np.ndarray | None = None  # inverse Cholesky factor of the covariance (cached)
 
     def learn(self, X: np.ndarray) -> None:
         n = X.shape[0]
@@ -229,10 +233,11 @@ class _Gaussian:
         total = old + wb
         delta = mb - self.mean
         # Chan et al.'s merge of weighted moments: equal to learning the rows one at a time
-        self.scatter = self.scatter * self.decay**n + (dev * w[:, None]).T @ dev + np.outer(delta, delta) * (old * wb / total)
+        self.scatter = (self.scatter * self.decay**n + (dev * w[:, None]).T @ dev
+                        + np.outer(delta, delta) * (old * wb / total))
         self.mean = self.mean + delta * (wb / total)
         self.weight = total
-        self.whiten = self._whitener()
+        self.whiten = None  # recomputed by the next score
 
     def _whitener(self) -> np.ndarray:
         cov = self.scatter / self.weight
@@ -247,6 +252,8 @@ class _Gaussian:
             return (vecs / np.sqrt(vals)).T
 
     def score(self, X: np.ndarray) -> np.ndarray:
+        if self.whiten is None:
+            self.whiten = self._whitener()
         z = (X - self.mean) @ self.whiten.T
         return np.einsum("ij,ij->i", z, z)
 
@@ -265,7 +272,7 @@ class EwmGaussian(_OnlineDetector):
     _key = ("half_life",)
 
     class Params(adpipe.Params):
-        half_life: Optional[float] = adpipe.Field(
+        half_life: float | None = adpipe.Field(
             10_000, gt=0,
             description="Rows after which a learned row's weight halves (smaller adapts faster); "
             "null = never forget (plain running mean and covariance).",

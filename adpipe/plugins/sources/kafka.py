@@ -65,6 +65,7 @@ class KafkaSource(adpipe.Source):
         self._dlq_errors: list[str] = []
         self._pending: dict[tuple[str, int], int] = {}  # acknowledged offsets not yet committed
         self._pending_lock = threading.Lock()
+        self._missing: set[str] = set()
 
     # ------------------------------------------------------------------ reading
     def batches(self, batch_rows: int) -> Iterator[adpipe.Batch]:
@@ -109,8 +110,12 @@ class KafkaSource(adpipe.Source):
 
         if err.code() == KafkaError._PARTITION_EOF:
             return False
-        if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                                         KafkaError.GROUP_AUTHORIZATION_FAILED):
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:  # not created yet: it is picked up once it is
+            if msg.topic() not in self._missing:
+                self._missing.add(msg.topic())
+                log.warning("topic %s does not exist (yet); waiting for it", msg.topic())
+            return False
+        if err.fatal() or err.code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED):
             raise adpipe.SourceError(f"Kafka refused to serve {msg.topic()}: {err.str()}",
                                      hint="check the topic name and the consumer's permissions")
         return False  # transient: librdkafka retries by itself
