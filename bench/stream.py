@@ -546,40 +546,45 @@ def plain_worker(conf_path: Path) -> int:
 
 
 # --------------------------------------------------------------------------- profile
-def summarize_profile(raw: Path, top: int = 25) -> dict:
-    """py-spy's collapsed stacks -> inclusive share of samples per function, per thread."""
+def summarize_profile(raw: Path, top: int = 30) -> dict:
+    """py-spy's collapsed stacks -> where the streaming loop spends its samples.
+
+    Only stacks inside the run loop count (``Runner.run``: the scoring thread; ``Feed._read``: the
+    reader thread that consumes and decodes); start-up, imports and model loading are left out.
+    Shares are of those loop samples: inclusive (the function or anything it calls) and self."""
     import re
 
-    per_thread: dict[str, int] = {}
-    incl: dict[str, dict[str, int]] = {}
-    total = 0
+    loops = {"Runner.run": "scoring thread (Runner.run)", "Feed._read": "reader thread (Feed._read)"}
+    incl: dict[str, int] = {}
+    own: dict[str, int] = {}
+    per_loop = dict.fromkeys(loops.values(), 0)
+    total = outside = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         try:
             n = int(count)
         except ValueError:
             continue
-        frames = stack.split(";")
-        thread = frames[0]
-        m = re.search(r'"([^"]+)"', thread) or re.search(r"\((0x[0-9a-f]+)\)", thread)
-        tname = m.group(1) if m else thread
         total += n
-        per_thread[tname] = per_thread.get(tname, 0) + n
-        seen = set()
-        for f in frames[1:]:
-            key = re.sub(r":\d+\)$", ")", f)  # function (file), line numbers dropped
-            key = re.sub(r"\(/.*?/(site-packages|work/main)/", "(", key)
-            if key in seen:
-                continue
-            seen.add(key)
-            d = incl.setdefault(tname, {})
-            d[key] = d.get(key, 0) + n
-    out = {"samples": total, "threads": {t: round(n / total, 3) for t, n in
-                                         sorted(per_thread.items(), key=lambda kv: -kv[1])}}
-    for t, d in incl.items():
-        out[f"inclusive_share[{t}]"] = [{"function": k, "share_of_all_samples": round(v / total, 3)}
-                                       for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
-    return out
+        frames = [re.sub(r":\d+\)$", ")", re.sub(r"\(/\S*?/(site-packages|work/main)/", "(", f))
+                  for f in stack.split(";")]
+        start = next((i for i, f in enumerate(frames) if f.split(" ")[0] in loops), None)
+        if start is None:
+            outside += n
+            continue
+        per_loop[loops[frames[start].split(" ")[0]]] += n
+        for f in dict.fromkeys(frames[start:]):
+            incl[f] = incl.get(f, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    inside = total - outside
+    if not inside:
+        return {"samples": total, "error": "no samples inside the run loop"}
+    return {"samples": total, "loop_samples": inside, "outside_loop_share": round(outside / total, 3),
+            "loop_share_by_thread": {k: round(v / inside, 3) for k, v in per_loop.items()},
+            "inclusive": [{"function": k, "share": round(v / inside, 3)}
+                          for k, v in sorted(incl.items(), key=lambda kv: -kv[1])[:top]],
+            "self": [{"function": k, "share": round(v / inside, 3)}
+                     for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top // 2]]}
 
 
 # --------------------------------------------------------------------------- reporting
@@ -731,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         prof = {"run": {k: v for k, v in prun.items() if not k.startswith("_")},
                 **(summarize_profile(raw_path) if raw_path.exists() else {"error": "py-spy wrote nothing"})}
         if raw_path.exists():
+            args.out.mkdir(parents=True, exist_ok=True)
             shutil.copy(raw_path, args.out / "stream_profile.txt")
 
     # ---- summary
@@ -821,13 +827,13 @@ def main(argv: list[str] | None = None) -> int:
     print("\nChecks")
     for c in checks:
         print(f"  {'met   ' if c['met'] else 'MISSED'} {c['check']}: {c['result']} (target {c['target']})")
-    if prof and "samples" in prof:
-        print(f"\nProfile (py-spy, {prof['samples']} samples): threads {prof['threads']}")
-        for key, rows in prof.items():
-            if key.startswith("inclusive_share"):
-                print(f"  {key}")
-                for row in rows[:12]:
-                    print(f"    {row['share_of_all_samples']:6.1%}  {row['function']}")
+    if prof and "loop_samples" in prof:
+        print(f"\nProfile of one adpipe throughput run (py-spy, {prof['loop_samples']:,} samples in the run loop: "
+              + ", ".join(f"{k} {v:.0%}" for k, v in prof["loop_share_by_thread"].items()) + ")")
+        for title in ("inclusive", "self"):
+            print(f"  {title}:")
+            for row in prof[title][:20 if title == "inclusive" else 12]:
+                print(f"    {row['share']:6.1%}  {row['function']}")
     del cluster
     shutil.rmtree(work, ignore_errors=True)
     print(f"\nwrote {args.out / 'stream.json'} and {args.out / 'stream.png'} in {elapsed:.0f} s")

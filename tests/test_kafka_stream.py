@@ -23,6 +23,7 @@ pytest.importorskip("confluent_kafka")
 import confluent_kafka as ck  # noqa: E402
 
 import adpipe  # noqa: E402
+from adpipe.core.config import load_config  # noqa: E402
 from adpipe.core.drift import DriftHistory  # noqa: E402
 from conftest import write_yaml  # noqa: E402
 
@@ -171,7 +172,7 @@ def test_scoring_with_a_saved_model_and_no_detector_in_the_config(kafka, tmp_pat
     produce(kafka, topic_in, records(800, seed=2))
     cfg = stream_config(kafka, topic_in, topic_out, group)
     del cfg["detector"]
-    pipe = adpipe.Pipeline(adpipe.core.config.load_config(data=cfg, need_detector=False))
+    pipe = adpipe.Pipeline(load_config(data=cfg, need_detector=False))
     summary = pipe.run(model=model, write_summary=False)
     out = consume(kafka, topic_out, until=800)
     assert len({r["id"] for r in out}) == 800 and summary.rows_scored == 800
@@ -295,7 +296,7 @@ def test_hot_reload_when_the_production_stage_moves(kafka, tmp_path):
     store.promote("fraud", v1.version, "production")
     cfg = dict(base, stream={**base["stream"], "model_check_seconds": 0.3, "idle_stop_seconds": 6})
     del cfg["detector"]
-    pipe = adpipe.Pipeline(adpipe.core.config.load_config(data=cfg, need_detector=False))
+    pipe = adpipe.Pipeline(load_config(data=cfg, need_detector=False))
     model = adpipe.load_model("fraud@production", store=store)
 
     def feed():
@@ -352,3 +353,26 @@ def test_drift_in_a_stream_is_detected_recorded_and_alerted(kafka, tmp_path):
     assert first.window["end_row"] - shift_at <= 1000  # detected within two windows of the shift
     sent = [json.loads(line) for line in alerts.read_text().splitlines()]
     assert any("drift" in json.dumps(a) and "f1" in json.dumps(a) for a in sent)
+
+
+def test_the_example_stream_config_runs_against_a_broker(kafka, tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    topic_in, topic_out = names("payments"), names("scores")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", kafka)
+    data = pd.read_csv(repo / "configs/data/transactions.csv").head(3000)
+    produce(kafka, topic_in, [{**r, "id": i} for i, r in enumerate(data.to_dict("records"))])
+    cfg = load_config(repo / "configs/payments_stream.yaml", [
+        f"source.topics=[{topic_in}]", f"source.group={names('g')}", f"sinks.0.topic={topic_out}",
+        f"alerts.0.path={tmp_path / 'alerts.jsonl'}", f"+alerts.0.outbox={tmp_path / 'outbox.db'}",
+        f"+drift.history={tmp_path / 'drift.db'}", "+stream.idle_stop_seconds=4"])
+    summary = adpipe.Pipeline(cfg).run(write_summary=False)
+    bad = set(data.transaction_id[data.distance_from_home_km.isna()])  # NaN: not even valid JSON
+    out = consume(kafka, topic_out, until=3000 - len(bad))
+    assert {r["transaction_id"] for r in out} == set(data.transaction_id) - bad
+    dead = consume(kafka, f"{topic_in}.dlq", until=len(bad))
+    assert {json.loads(d["payload"])["transaction_id"] for d in dead} == bad and bad
+    assert summary.rows_scored == 3000 - len(bad) and summary.undecodable == len(bad)
+    from sklearn.metrics import roc_auc_score
+
+    scores = pd.DataFrame(out).drop_duplicates("transaction_id").merge(data[["transaction_id", "is_fraud"]])
+    assert roc_auc_score(scores.is_fraud, scores.anomaly_score) > 0.9  # it ranks fraud first as it streams

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import adpipe
-from adpipe.core.config import StreamSpec
+from adpipe.core.config import StreamSpec, load_config
 from adpipe.core.schema import REJECT_REASON
 from adpipe.core.stream import Feed
 from adpipe.core.stream_model import Checkpoints, Window
@@ -88,7 +88,7 @@ def test_redis_stream_pipeline_warms_up_learns_and_checkpoints(r, tmp_path):
     assert r.xlen(dlq) == 1
     assert r.xpending(src, "adpipe")["pending"] == 0  # everything acknowledged
 
-    model, window, meta = Checkpoints(adpipe.core.config.load_config(data=cfg)).load()
+    model, window, meta = Checkpoints(load_config(data=cfg)).load()
     assert model.model_version == summary.model_version
     assert model.detector.model_.weight == pytest.approx(2000)  # fitted on 500, learned all 2,000 scored rows
 
@@ -102,7 +102,7 @@ def test_a_restarted_stream_resumes_from_its_checkpoint(r, tmp_path):
     second = adpipe.Pipeline.from_dict(cfg).run(write_summary=False)
     assert second.model_version == first.model_version  # resumed, not warmed up again
     assert second.rows_scored == 300  # no warm-up wait: 300 < warmup_rows
-    model, _, _ = Checkpoints(adpipe.core.config.load_config(data=cfg)).load()
+    model, _, _ = Checkpoints(load_config(data=cfg)).load()
     assert model.detector.model_.weight == pytest.approx(1300)
 
 
@@ -113,7 +113,7 @@ def test_checkpoints_can_live_in_redis(r, tmp_path):
     summary = adpipe.Pipeline.from_dict(cfg).run(write_summary=False)
     r.made.append(f"adpipe:state:{cfg['name']}")
     assert r.exists(f"adpipe:state:{cfg['name']}")
-    model, _, meta = Checkpoints(adpipe.core.config.load_config(data=cfg)).load()
+    model, _, meta = Checkpoints(load_config(data=cfg)).load()
     assert meta["model_version"] == model.model_version == summary.model_version
 
 
