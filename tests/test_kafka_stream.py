@@ -246,9 +246,11 @@ def test_two_processes_in_one_group_share_the_partitions(kafka, tmp_path, adpipe
                         stream={"idle_stop_seconds": 10})
     pd.DataFrame(records(2000, seed=5)).to_csv(tmp_path / "train.csv", index=False)
     write_yaml(tmp_path / "stream.yaml", cfg)
+    rows = records(n, seed=6)
+    produce(kafka, topic_in, rows[:100])  # the topic exists
     procs = [start_cli(["run", "config=stream.yaml", "--json"], tmp_path, adpipe_home) for _ in range(2)]
-    time.sleep(5)  # both join the group before the records arrive
-    produce(kafka, topic_in, records(n, seed=6))
+    time.sleep(5)  # both join the group before most records arrive
+    produce(kafka, topic_in, rows[100:])
     summaries = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)

@@ -93,7 +93,8 @@ class KafkaSource(adpipe.Source):
         p = self.params
         conf = _kafka.settings(p, **{"group.id": p.group, "enable.auto.commit": False,
                                      "auto.offset.reset": p.start, "session.timeout.ms": p.session_timeout_ms,
-                                     "fetch.wait.max.ms": 50, "error_cb": self._watch.error_cb})
+                                     "fetch.wait.max.ms": 50, "topic.metadata.refresh.interval.ms": 10_000,
+                                     "error_cb": self._watch.error_cb})
         try:
             self._consumer = Consumer(conf)
             self._consumer.subscribe(list(p.topics))
