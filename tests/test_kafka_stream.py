@@ -378,3 +378,10 @@ def test_the_example_stream_config_runs_against_a_broker(kafka, tmp_path, monkey
 
     scores = pd.DataFrame(out).drop_duplicates("transaction_id").merge(data[["transaction_id", "is_fraud"]])
     assert roc_auc_score(scores.is_fraud, scores.anomaly_score) > 0.9  # it ranks fraud first as it streams
+
+
+def test_fitting_on_an_endless_source_is_refused_with_a_hint(kafka):
+    cfg = stream_config(kafka, names("in"), names("out"), names("g"))
+    with pytest.raises(adpipe.ConfigError, match="never ends") as info:
+        adpipe.Pipeline.from_dict(cfg).fit()
+    assert "fit.source" in info.value.hint

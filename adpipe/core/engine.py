@@ -69,9 +69,11 @@ class Pipeline:
             raise ConfigError("No training data: the config has neither `source` nor `fit.source`.",
                               hint="add a source, or pass data to fit()")
         source = spec.build()
-        if not source.finite and cfg.fit.sample_rows is None:
-            raise ConfigError(f"The {spec.type} source never ends, so it cannot be read whole for training.",
-                              hint="set fit.source to a finite training source")
+        if not source.finite:
+            source.close()
+            raise ConfigError(f"The {spec.type} source never ends, so it cannot be read for training.",
+                              hint="set fit.source to a finite training source (a file or table); `adpipe run` "
+                                   "can also fit on the stream's first stream.warmup_rows records")
         batches = source.batches(cfg.engine.batch_rows)
         if spill is not None:
             batches = _tee(batches, spill.add)
