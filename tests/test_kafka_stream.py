@@ -324,9 +324,22 @@ def test_refit_on_the_window_changes_the_model_mid_stream(kafka):
     topic_in, topic_out, group = names("in"), names("out"), names("g")
     cfg = stream_config(kafka, topic_in, topic_out, group,
                         stream={"refit_every_rows": 1500, "window_rows": 1000, "idle_stop_seconds": 6})
-    produce(kafka, topic_in, records(5000, seed=11))
+    import threading
+
+    rows = records(5000, seed=11)
+    produce(kafka, topic_in, rows[:3000])
+
+    def later():  # the refit (in the background) is swapped in while the stream is quiet
+        time.sleep(4)
+        produce(kafka, topic_in, rows[3000:])
+
+    thread = threading.Thread(target=later)
+    thread.start()
     summary = adpipe.Pipeline.from_dict(cfg).run(write_summary=False)
-    versions = {r["model_version"] for r in consume(kafka, topic_out, until=5000)}
+    thread.join()
+    out = consume(kafka, topic_out, until=5000)
+    versions = {r["model_version"] for r in out}
+    assert {r["model_version"] for r in out if r["id"] >= 3000} != {out[0]["model_version"]}
     assert len(versions) >= 2  # the warm-up model and at least one refit
     assert summary.rows_scored == 5000
 

@@ -44,7 +44,10 @@ class KafkaSink(adpipe.Sink):
         self._errors: list[str] = []
         self._watch = _kafka.BrokerWatch(p.bootstrap_servers, p.broker_timeout_seconds)
         conf = _kafka.settings(p, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
-                                     "compression.type": p.compression, "error_cb": self._watch.error_cb})
+                                     "compression.type": p.compression, "error_cb": self._watch.error_cb,
+                                     # one callback for the producer, reporting failures only: cheaper than
+                                     # a callback per message
+                                     "on_delivery": self._delivered, "delivery.report.only.error": True})
         try:
             self._producer = Producer(conf)
         except Exception as exc:
@@ -68,7 +71,7 @@ class KafkaSink(adpipe.Sink):
         for i, value in enumerate(values):
             while True:
                 try:
-                    produce(topic, value=value, key=keys[i] if keys else None, on_delivery=self._delivered)
+                    produce(topic, value=value, key=keys[i] if keys else None)
                     break
                 except BufferError:  # the local queue is full: let it drain
                     poll(0.05)

@@ -45,7 +45,8 @@ class KafkaSource(adpipe.Source):
         key_column: str | None = adpipe.Field(None, description="add the message key (text) as this column")
         max_batch_rows: int = adpipe.Field(10_000, ge=1, description="a batch is scored when it has this many "
                                            "records ...")
-        max_batch_ms: int = adpipe.Field(500, ge=1, description="... or when its first record is this old")
+        max_batch_ms: int = adpipe.Field(100, ge=1, description="... or when its first record is this old "
+                                         "(latency vs. per-batch overhead)")
         dead_letter_topic: str | None = adpipe.Field(
             "{topic}.dlq", description="where bad records go ({topic} is the record's topic); null stops the "
             "run on a bad record instead"
@@ -93,7 +94,7 @@ class KafkaSource(adpipe.Source):
         p = self.params
         conf = _kafka.settings(p, **{"group.id": p.group, "enable.auto.commit": False,
                                      "auto.offset.reset": p.start, "session.timeout.ms": p.session_timeout_ms,
-                                     "fetch.wait.max.ms": 50, "topic.metadata.refresh.interval.ms": 10_000,
+                                     "fetch.wait.max.ms": 10, "topic.metadata.refresh.interval.ms": 10_000,
                                      "error_cb": self._watch.error_cb})
         try:
             self._consumer = Consumer(conf)
