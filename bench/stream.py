@@ -32,9 +32,9 @@ consumer group's first join takes about 3 s); the timed records follow.
    timed produce to the last result. adpipe and plain take turns, ``--repeat`` times each.
 2. **Latency at an offered load.** ``--rate`` records/s (10,000) for ``--latency-seconds`` (20 s),
    produced in 1 ms steps whatever the results do (open loop): p50/p95/p99/max of produce ->
-   result, for adpipe with the source's defaults (``max_batch_ms: 500``), with ``max_batch_ms:
+   result, for adpipe with ``max_batch_ms: 500``, with ``max_batch_ms:
    100``, and with ``max_batch_ms: 100`` plus ``client_config: {fetch.wait.max.ms: 10}`` (the
-   source's default is 50; the mock broker answers an empty fetch only after that wait), and for
+   source now uses 10 by default; the mock broker answers an empty fetch only after that wait), and for
    plain with the last settings.
 3. **score_one.** ``model.score_one(record)`` against ``IsolationForest.score_samples(one_row)``
    on the model's own forest and on a plain IsolationForest fitted separately with the same
