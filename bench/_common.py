@@ -40,3 +40,27 @@ def git_rev() -> str | None:
         return f"{rev}{' (adpipe/ has uncommitted changes)' if dirty else ''}" if rev else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def machine(load_before: float | None, **extra) -> dict:
+    """What a result was measured on: Python, OS, cores, library versions, revision, load before/after."""
+    import platform
+
+    import numpy
+    import pandas
+    import sklearn
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "numpy": numpy.__version__, "pandas": pandas.__version__, "scikit-learn": sklearn.__version__,
+            **extra, "adpipe": dist_version("adpipe"), "git": git_rev(),
+            "loadavg_1m_before_after": [load_before, loadavg()]}
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write (PNG, 110 dpi) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

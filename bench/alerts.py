@@ -46,7 +46,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import shutil
 import statistics
@@ -62,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import dist_version, git_rev, loadavg, say
+from _common import loadavg, machine, save_figure, say
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmark this checkout, whatever `pip install -e` points at
@@ -337,10 +336,7 @@ def plot(results: dict, path: Path) -> None:
         ax2.set_title(f"one message per anomaly, {ng['rows']:,} rows", fontsize=9)
     else:
         ax2.axis("off")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- main
@@ -369,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     (work / "outbox").mkdir()
     (work / "out").mkdir()
 
-    import sklearn
 
     from adpipe.core.registry import get_registry
 
@@ -444,12 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/alerts.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": round(elapsed, 1),
-        "machine": {"adpipe_imported_from": str(Path(__import__("adpipe").__file__).parent),
-                    "python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__,
-                    "scikit-learn": sklearn.__version__, "httpx": httpx.__version__,
-                    "sqlite": __import__("sqlite3").sqlite_version, "adpipe": dist_version("adpipe"), "git": git_rev(),
-                    "loadavg_1m_before_after": [load_before, loadavg()]},
+        "machine": machine(load_before, httpx=httpx.__version__, sqlite=__import__("sqlite3").sqlite_version,
+                           adpipe_imported_from=str(Path(__import__("adpipe").__file__).parent)),
         "setup": {"rows": args.rows, "features": FEATURES, "data": "seeded correlated Gaussian, CSV",
                   "detector": "isolation_forest, 100 trees, random_state 0, fitted on every row in each run",
                   "threshold": "probability >= 0 (every row flagged)", "batches": 1,

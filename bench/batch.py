@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from _common import save_figure
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 N_FEATURES = 20
@@ -242,10 +244,7 @@ def plot(results: list[dict], path: Path) -> None:
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=8)
     fig.suptitle("adpipe run vs hand-written pandas + scikit-learn (CSV -> scaler -> Isolation Forest -> Parquet)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,6 @@ import io
 import json
 import os
 import pickle
-import platform
 import pstats
 import shutil
 import statistics
@@ -62,7 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import dist_version, git_rev, loadavg, say
+from _common import dist_version, loadavg, machine, save_figure, say
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -295,10 +294,7 @@ def plot(lat: dict[str, np.ndarray], load: dict, path: Path) -> None:
     bx.set_xlim(0, max(p90) * 1.35)
     bx.set_title(f"load a saved 100-tree forest ({load['repeats']} loads)")
     bx.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 
@@ -325,7 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("ADPIPE_MODEL_TRUST", None)
 
     import joblib
-    import sklearn
 
     from adpipe.core import model as model_mod
 
@@ -380,11 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/models.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": round(elapsed, 1),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "numpy": np.__version__, "pandas": pd.__version__,
-                    "scikit-learn": sklearn.__version__, "joblib": joblib.__version__,
-                    "pyod": dist_version("pyod"), "adpipe": dist_version("adpipe"), "git": git_rev(),
-                    "loadavg_1m_before_after": [load_before, loadavg()]},
+        "machine": machine(load_before, joblib=joblib.__version__, pyod=dist_version("pyod")),
         "setup": {"data": data_desc, "rows": int(len(frame)), "features": int(frame.shape[1]),
                   "n_estimators": N_ESTIMATORS, "max_samples": "auto (256)", "random_state": 0,
                   "contamination": CONTAMINATION, "preprocess": None, "calls": args.calls, "warmup": args.warmup,

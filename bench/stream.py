@@ -57,7 +57,6 @@ import argparse
 import json
 import os
 import pickle
-import platform
 import resource
 import shutil
 import signal
@@ -71,7 +70,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, dist_version, git_rev, loadavg, say
+from _common import ROOT, dist_version, loadavg, machine, save_figure, say
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -681,10 +680,7 @@ def plot(report: dict, raw: dict, path: Path) -> None:
     ax.set_title(f"score_one vs scikit-learn, one record, {len(next(iter(raw['score_one'].values()))):,} calls each")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.2, which="both")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -727,7 +723,6 @@ def main(argv: list[str] | None = None) -> int:
     import confluent_kafka
     import orjson
     import pandas as pd
-    import sklearn
 
     say("fitting the model")
     models = fit_models(work)
@@ -823,11 +818,9 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/stream.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": round(elapsed, 1),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__,
-                    "confluent_kafka": dist_version("confluent-kafka"), "librdkafka": confluent_kafka.libversion()[0],
-                    "orjson": orjson.__version__, "pyod": dist_version("pyod"), "adpipe": dist_version("adpipe"),
-                    "git": git_rev(), "loadavg_1m_before_after": [load_before, loadavg()]},
+        "machine": machine(load_before, confluent_kafka=dist_version("confluent-kafka"),
+                           librdkafka=confluent_kafka.libversion()[0], orjson=orjson.__version__,
+                           pyod=dist_version("pyod")),
         "setup": {"records": args.records, "warmup_records": WARMUP, "features": N_FEATURES,
                   "record_bytes_mean": round(rec_bytes), "distinct_records": P, "train_rows": TRAIN_ROWS,
                   "detector": {"type": "iforest", "n_estimators": N_ESTIMATORS, "random_state": 0},

@@ -182,11 +182,13 @@ REFERENCE_ROWS = 1000  # training values kept per feature as the drift reference
 
 def _reference(numeric: np.ndarray, columns: list[str], scores: np.ndarray) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    rows = rng.choice(len(numeric), REFERENCE_ROWS, replace=False) if len(numeric) > REFERENCE_ROWS else \
-        slice(None)
+
+    def sample(n: int):
+        return rng.choice(n, REFERENCE_ROWS, replace=False) if n > REFERENCE_ROWS else slice(None)
+
+    rows = sample(len(numeric))
     out = {col: numeric[rows, j].astype(np.float32) for j, col in enumerate(columns)}
-    picks = rng.choice(len(scores), REFERENCE_ROWS, replace=False) if len(scores) > REFERENCE_ROWS else slice(None)
-    out[schema.SCORE] = np.asarray(scores[picks], dtype=np.float64)
+    out[schema.SCORE] = np.asarray(scores[sample(len(scores))], dtype=np.float64)
     return out
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from adpipe.core.config import PipelineConfig, ValidationSpec
-from adpipe.core.errors import AdpipeError, ConfigError, ModelError
+from adpipe.core.errors import AdpipeError, ConfigError
 from adpipe.core.modelfile import adpipe_home
 from adpipe.core.plugin import Batch
 from adpipe.core.stream import Clock
@@ -286,9 +286,3 @@ class ModelKeeper:
         if self._job is not None:
             self._job.join(timeout=60)
         self.checkpoint()
-
-    def fitted(self) -> "FittedPipeline":
-        if self.model is None:
-            raise ModelError("The stream ended during warm-up, before a model was fitted.",
-                             hint=f"send at least stream.warmup_rows = {self.spec.warmup_rows:,} records, or lower it")
-        return self.model

@@ -157,22 +157,23 @@ class RedisStreamSource(adpipe.Source):
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         """``fn(client)``, retrying a lost connection with backoff for ``reconnect_seconds``."""
         import redis
+        import tenacity
 
-        deadline, delay = None, 0.05
-        while True:
-            try:
-                return fn(self._client())
-            except connection_errors() as exc:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.params.reconnect_seconds
-                    log.warning("redis_stream: lost %s while %s (%s); retrying", self.where, what, exc)
-                if now >= deadline:
-                    raise self._lost(what, exc) from exc
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 2.0)
-            except redis.ResponseError as exc:
-                raise self._refused(what, exc) from exc
+        def give_up(state: tenacity.RetryCallState):
+            exc = state.outcome.exception()
+            raise self._lost(what, exc) from exc
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(connection_errors()),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=2.0),
+            stop=tenacity.stop_after_delay(self.params.reconnect_seconds),
+            before_sleep=lambda state: state.attempt_number == 1 and log.warning(
+                "redis_stream: lost %s while %s (%s); retrying", self.where, what, state.outcome.exception()),
+            retry_error_callback=give_up)
+        try:
+            return retrying(lambda: fn(self._client()))
+        except redis.ResponseError as exc:
+            raise self._refused(what, exc) from exc
 
     def _lost(self, what: str, exc: Exception) -> SourceError:
         return SourceError(
