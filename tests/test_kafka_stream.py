@@ -296,17 +296,17 @@ def test_hot_reload_when_the_production_stage_moves(kafka, tmp_path):
     base = stream_config(kafka, topic_in, topic_out, group, name="fraud")
     v1 = store.add(adpipe.Pipeline.from_dict(base).fit(pd.DataFrame(records(1500, seed=7))), "fraud")
     store.promote("fraud", v1.version, "production")
-    cfg = dict(base, stream={**base["stream"], "model_check_seconds": 0.3, "idle_stop_seconds": 6})
+    cfg = dict(base, stream={**base["stream"], "model_check_seconds": 0.3, "idle_stop_seconds": 10})
     del cfg["detector"]
     pipe = adpipe.Pipeline(load_config(data=cfg, need_detector=False))
     model = adpipe.load_model("fraud@production", store=store)
 
     def feed():
         produce(kafka, topic_in, records(1000, seed=8))
-        time.sleep(4)
+        wait_for(lambda: len(consume(kafka, topic_out, until=1000, seconds=2)) >= 1000, 60, "the first results")
         v2 = store.add(adpipe.Pipeline.from_dict(base).fit(pd.DataFrame(records(1500, seed=9))), "fraud")
         store.promote("fraud", v2.version, "production")
-        time.sleep(2)
+        time.sleep(3)  # the store is checked every 0.3 s
         produce(kafka, topic_in, records(1000, start=1000, seed=10))
 
     thread = threading.Thread(target=feed)
@@ -323,7 +323,7 @@ def test_hot_reload_when_the_production_stage_moves(kafka, tmp_path):
 def test_refit_on_the_window_changes_the_model_mid_stream(kafka):
     topic_in, topic_out, group = names("in"), names("out"), names("g")
     cfg = stream_config(kafka, topic_in, topic_out, group,
-                        stream={"refit_every_rows": 1500, "window_rows": 1000, "idle_stop_seconds": 6})
+                        stream={"refit_every_rows": 1500, "window_rows": 1000, "idle_stop_seconds": 10})
     import threading
 
     rows = records(5000, seed=11)
