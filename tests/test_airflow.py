@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_yaml
 
 import adpipe
 from adpipe.integrations.airflow import anomalies_found, tasks
 from adpipe.integrations.airflow.plugin import AirflowProvider
 from adpipe.integrations.airflow.provider import get_provider_info
-from conftest import write_yaml
 
 HERE = Path(__file__).parent
 EXAMPLES = Path(adpipe.__file__).parent / "integrations" / "airflow" / "example_dags"
@@ -128,8 +128,8 @@ def test_execute_run_fit_score_summaries(lake):
     write_partition(lake, "2026-11-20", payments(800, "2026-11-20", anomalies=40, seed=9))  # the next day
 
     out = lake / "scores" / "ds=2026-11-20" / "scores.parquet"
-    score = tasks.execute("score", config, model="payments@production", input_path=str(lake / "events" / "ds=2026-11-20"),
-                          output_path=str(out))
+    day = lake / "events" / "ds=2026-11-20"
+    score = tasks.execute("score", config, model="payments@production", input_path=str(day), output_path=str(out))
     assert score["mode"] == "score" and score["model"] == "payments@production"
     assert score["model_version"] == fit["model"] == "payments@1"  # the version that scored, resolved
     assert score["status"] == "succeeded"
@@ -137,12 +137,13 @@ def test_execute_run_fit_score_summaries(lake):
     results = pd.read_parquet(out)
     assert score["outputs"] == [str(out)] and len(results) == 800
     assert score["anomalies"] == int(results["is_anomaly"].sum()) >= 40
-    assert set(results.loc[results["is_anomaly"] == 1, "payment_id"]) >= {f"2026-11-20-{i:05d}" for i in range(760, 800)}
+    flagged = set(results.loc[results["is_anomaly"] == 1, "payment_id"])
+    assert flagged >= {f"2026-11-20-{i:05d}" for i in range(760, 800)}
     # the XCom is a small plain-JSON summary, never rows
     assert json.loads(json.dumps(score)) == score and len(json.dumps(score)) < 2000
 
     model = adpipe.load_model("payments@production")
-    expected = model.score(pd.read_parquet(lake / "events" / "ds=2026-11-20"))
+    expected = model.score(pd.read_parquet(day))
     assert np.allclose(results["anomaly_score"].to_numpy(), expected["anomaly_score"].to_numpy(), atol=1e-12)
 
     run = tasks.execute("run", config, input_path=str(lake / "events" / "ds=2026-11-20"),

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from adpipe.core.errors import (
-    AdpipeError,
     ConfigError,
     ModelCompatibilityError,
     ModelIntegrityError,

@@ -34,7 +34,7 @@ DEFAULTS = {"owner": "data-engineering", "retries": 2, "retry_delay": timedelta(
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 with DAG("adpipe_weekly_fit", schedule="@weekly", start_date=START, catchup=False, default_args=DEFAULTS,
-         tags=["adpipe"], doc_md="Fit the payments pipeline on all partitions and promote it to production.") as fit_dag:
+         tags=["adpipe"], doc_md="Fit the pipeline on every partition; promote it to production.") as fit_dag:
     AdpipeFitOperator(task_id="fit", config=CONFIG, input_path=DATA + "/events", store=STORE,
                       promote_to="production")
 
