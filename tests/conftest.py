@@ -196,3 +196,29 @@ def local_registry(*classes: type, **hooks: Callable):
     reg = load_registry()
     reg.register_module(plugin_module(*classes, **hooks))
     return reg
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """One local Spark (local[2], UI off) for the whole session; skipped when PySpark is not installed.
+
+    Executors' Python workers inherit the environment the JVM started with: their ADPIPE_HOME (model
+    key) is ``spark.adpipe_home``, not the per-test one.
+    """
+    pytest.importorskip("pyspark")
+    from adpipe.integrations.spark.session import get_spark
+
+    home = tmp_path_factory.mktemp("spark_adpipe_home")
+    before = os.environ.get("ADPIPE_HOME")
+    os.environ["ADPIPE_HOME"] = str(home)
+    try:
+        session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"}, app_name="adpipe-tests")
+    finally:
+        if before is None:
+            os.environ.pop("ADPIPE_HOME", None)
+        else:
+            os.environ["ADPIPE_HOME"] = before
+    session.sparkContext.setLogLevel("ERROR")
+    session.adpipe_home = home
+    yield session
+    session.stop()

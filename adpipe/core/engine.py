@@ -520,6 +520,24 @@ class FittedPipeline:
         result = pd.concat([result.drop(columns=[c for c in columns if c in result.columns]), added], axis=1)
         return result, checked.rejected
 
+    def score_values(self, frame: pd.DataFrame, policy: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Score, probability, label and severity for the rows of ``frame`` that pass validation.
+
+        Needs only the feature columns and skips the schema check: for callers that checked the schema
+        once for many batches (Spark executors). Returns (results indexed like the kept rows, rejected
+        rows with ``reject_reason``).
+        """
+        if self.detector is None:
+            raise ModelError("The model is not fitted.", hint="fit the pipeline first")
+        validation.require_columns(frame, self.feature_columns)
+        checked = self._check(frame, policy=policy)
+        scores = self._detect(self._features(checked)) if len(checked.frame) else np.empty(0)
+        probs, flags, severity = self.label(scores)
+        results = pd.DataFrame({schema.SCORE: scores, schema.PROBABILITY: probs,
+                                schema.LABEL: flags.astype(np.int8), schema.SEVERITY: severity},
+                               index=checked.frame.index)
+        return results, checked.rejected
+
     def label(self, scores: np.ndarray, timer: StageTimer | None = None):
         """Raw scores -> (probabilities, anomaly flags, severities)."""
         timer = timer or StageTimer()

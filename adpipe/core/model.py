@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from adpipe.core import modelfile
 from adpipe.core.config import FitSpec
-from adpipe.core.errors import ModelCompatibilityError, ModelCompatibilityWarning, ModelError
+from adpipe.core.errors import ModelCompatibilityError, ModelCompatibilityWarning, ModelError, ModelIntegrityError
 from adpipe.core.secrets import mask
 
 if TYPE_CHECKING:
@@ -93,11 +93,19 @@ def save(model: "FittedPipeline", path: str | Path, *, sign: bool = True) -> Pat
     return path
 
 
-def load(path: str | Path, *, trusted: bool = False, strict_versions: bool = False) -> "FittedPipeline":
-    """Load a model file: integrity, trust, versions and plugins are checked before anything is unpickled."""
+def load(path: str | Path, *, trusted: bool = False, strict_versions: bool = False,
+         expect_sha256: str | None = None) -> "FittedPipeline":
+    """Load a model file: integrity, trust, versions and plugins are checked before anything is unpickled.
+
+    ``expect_sha256``: the payload must have this SHA-256 (a file another process already checked and
+    trusted, e.g. the Spark driver for its executors).
+    """
     from adpipe.core.engine import FittedPipeline
 
     mf = modelfile.read(path, trusted=trusted)
+    if expect_sha256 is not None and hashlib.sha256(mf.payload).hexdigest() != expect_sha256:
+        raise ModelIntegrityError(f"{mf.path} is not the model file that was checked: its content changed.",
+                                  hint="do not replace a model file while a job uses it")
     meta = mf.metadata
     check_versions(meta, mf.path, strict=strict_versions)
     _check_plugins(meta, mf.path)
