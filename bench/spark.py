@@ -165,7 +165,7 @@ def plot(table: dict, args) -> None:
         ax.text(values[i], i, f" {values[i]:.1f} s ({table[n]['ratio_vs_in_process']:.2f} x)", va="center")
     ax.invert_yaxis()
     ax.set_xlabel("wall time, s (median)")
-    ax.set_title(f"Scoring {args.rows:,} rows x 20 features, iforest 100 trees: Spark local[2] vs one process")
+    ax.set_title(f"{args.rows:,} rows x 20 features, iforest 100 trees:\nSpark local[2] vs one process")
     ax.set_xlim(0, max(values) * 1.35)
     save_figure(fig, args.results / "spark.png")
 
