@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-import numpy as np
 import pandas as pd
 
 from adpipe.core import schema as cols
@@ -59,7 +58,7 @@ def fit_per_group(df: Any, group_cols: str | list[str], config: str | os.PathLik
     from pyspark.sql import types as T
 
     from adpipe.core.context import new_run_id
-    from adpipe.integrations.spark.scoring import result_fields
+    from adpipe.integrations.spark.scoring import append_results, result_fields
 
     group_cols = [group_cols] if isinstance(group_cols, str) else list(group_cols)
     if not group_cols:
@@ -106,20 +105,10 @@ def fit_per_group(df: Any, group_cols: str | list[str], config: str | os.PathLik
             return _unscored(frame, f"the pooled small groups have {len(frame)} rows, fewer than "
                                     f"min_group_rows={min_group_rows}", names)
         try:
-            model, values, rejected = _fit_and_score(raw, base, frame.drop(columns=[GROUP, GROUP_ROWS]))
+            model = _fit(raw, base, frame.drop(columns=[GROUP, GROUP_ROWS]))
         except AdpipeError as exc:
             return _unscored(frame, f"fit failed: {exc.message}", names)
-        out = values.reindex(frame.index)
-        frame[cols.SCORE] = out[cols.SCORE].to_numpy()
-        frame[cols.PROBABILITY] = out[cols.PROBABILITY].to_numpy()
-        frame[cols.LABEL] = out[cols.LABEL].astype("Int8").to_numpy()
-        frame[cols.SEVERITY] = out[cols.SEVERITY].to_numpy()
-        frame[cols.MODEL_VERSION] = model.model_version
-        frame[cols.RUN_ID] = run_id
-        reasons = np.full(len(frame), None, dtype=object)
-        if len(rejected):
-            reasons[frame.index.get_indexer(rejected.index)] = rejected[cols.REJECT_REASON].to_numpy()
-        frame[cols.REJECT_REASON] = reasons
+        append_results(frame, model, run_id)
         if out_dir:
             frame[MODEL_PATH] = str(model.save(Path(out_dir) / _file_name(name)))
         return frame[names]
@@ -127,15 +116,11 @@ def fit_per_group(df: Any, group_cols: str | list[str], config: str | os.PathLik
     return keyed.groupBy(GROUP).applyInPandas(fit_group, schema)
 
 
-def _fit_and_score(raw: dict, base_dir: str, frame: pd.DataFrame):
+def _fit(raw: dict, base_dir: str, frame: pd.DataFrame):
     from adpipe.core.config import load_config
     from adpipe.core.engine import FittedPipeline
 
-    cfg = load_config(data=raw, base_dir=Path(base_dir))
-    model = FittedPipeline.fit(cfg, frame)
-    policy = "impute" if cfg.validation.on_invalid == "impute" else "drop"
-    values, rejected = model.score_values(frame, policy)
-    return model, values, rejected
+    return FittedPipeline.fit(load_config(data=raw, base_dir=Path(base_dir)), frame)
 
 
 def _unscored(frame: pd.DataFrame, reason: str, names: list[str]) -> pd.DataFrame:

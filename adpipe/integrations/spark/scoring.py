@@ -49,7 +49,7 @@ class ModelHandle:
             raise ConfigError(f"transport must be 'broadcast' or 'file', got {transport!r}.")
         fitted = model if isinstance(model, FittedPipeline) else load_model(str(model), store=store, trusted=trusted)
         self.model = fitted  # driver side only (not pickled)
-        self.transport, self.path, self._broadcast = transport, None, None
+        self.path, self._broadcast = None, None
         if transport == "file":
             if isinstance(model, FittedPipeline):
                 raise ConfigError("transport='file' needs a model file or store reference, not a model object.",
@@ -224,23 +224,27 @@ def score_frame(df: Any, model: "FittedPipeline | str | os.PathLike", *, run_id:
 
     out_schema = T.StructType([*df.schema.fields, *result_fields()])
     run_id = run_id or new_run_id()
-    version, policy = handle.model.model_version, _policy(handle.model)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         fitted = handle.get()
         for frame in batches:
-            values, rejected = fitted.score_values(frame, policy)
-            out = values.reindex(frame.index)
-            frame[cols.SCORE] = out[cols.SCORE].to_numpy()
-            frame[cols.PROBABILITY] = out[cols.PROBABILITY].to_numpy()
-            frame[cols.LABEL] = out[cols.LABEL].astype("Int8").to_numpy()
-            frame[cols.SEVERITY] = out[cols.SEVERITY].to_numpy()
-            frame[cols.MODEL_VERSION] = version
-            frame[cols.RUN_ID] = run_id
-            reasons = np.full(len(frame), None, dtype=object)
-            if len(rejected):
-                reasons[frame.index.get_indexer(rejected.index)] = rejected[cols.REJECT_REASON].to_numpy()
-            frame[cols.REJECT_REASON] = reasons
-            yield frame
+            yield append_results(frame, fitted, run_id)
 
     return df.mapInPandas(score, out_schema)
+
+
+def append_results(frame: pd.DataFrame, model: "FittedPipeline", run_id: str) -> pd.DataFrame:
+    """Score ``frame`` and append the result columns in place; rows that fail validation keep their place
+    with null results and a ``reject_reason``."""
+    values, rejected = model.score_values(frame, _policy(model))
+    out = values.reindex(frame.index)
+    for name in (cols.SCORE, cols.PROBABILITY, cols.SEVERITY):
+        frame[name] = out[name].to_numpy()
+    frame[cols.LABEL] = out[cols.LABEL].astype("Int8").to_numpy()
+    frame[cols.MODEL_VERSION] = model.model_version
+    frame[cols.RUN_ID] = run_id
+    reasons = np.full(len(frame), None, dtype=object)
+    if len(rejected):
+        reasons[frame.index.get_indexer(rejected.index)] = rejected[cols.REJECT_REASON].to_numpy()
+    frame[cols.REJECT_REASON] = reasons
+    return frame
