@@ -126,7 +126,8 @@ def project(tmp_path: Path, make_csv) -> Path:
     return tmp_path
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+            timeout: int = 120) -> subprocess.CompletedProcess:
     """Run ``python -m adpipe ARGS`` in a subprocess."""
     full_env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "adpipe", *args], cwd=cwd, env=full_env, capture_output=True,
@@ -212,13 +213,13 @@ def spark(tmp_path_factory):
     before = os.environ.get("ADPIPE_HOME")
     os.environ["ADPIPE_HOME"] = str(home)
     try:
-        session = get_spark("local[2]", {"spark.sql.shuffle.partitions": "4"}, app_name="adpipe-tests")
+        conf = {"spark.sql.shuffle.partitions": "4", "spark.sql.warehouse.dir": str(home / "warehouse")}
+        session = get_spark("local[2]", conf, app_name="adpipe-tests")
     finally:
         if before is None:
             os.environ.pop("ADPIPE_HOME", None)
         else:
             os.environ["ADPIPE_HOME"] = before
-    session.sparkContext.setLogLevel("ERROR")
     session.adpipe_home = home
     yield session
     session.stop()

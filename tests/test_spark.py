@@ -251,6 +251,7 @@ def test_fit_per_group_checks_its_arguments_on_the_driver(spark):
 def test_spark_integration_is_a_registered_plugin():
     registry = adpipe.get_registry()
     assert registry.get("integration", "spark").summary().startswith("Spark: a scoring UDF")
+    assert ("source", "spark") in registry and ("sink", "spark") in registry
     listed = subprocess.run([sys.executable, "-m", "adpipe", "plugins", "list", "--kind", "integration"],
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "spark" in listed.stdout and "airflow" in listed.stdout

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 #: settings adpipe applies to a session it starts itself (a session you created is used as it is)
 LOCAL_DEFAULTS = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",  # adpipe shows its own progress
     "spark.sql.shuffle.partitions": "8",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "50000",
@@ -23,7 +24,8 @@ def python_workers() -> None:
 
 
 def get_spark(master: str | None = None, conf: Mapping[str, Any] | None = None, app_name: str = "adpipe"):
-    """The active SparkSession, else a new one (``master`` default ``local[*]``) with :data:`LOCAL_DEFAULTS`."""
+    """The active SparkSession, else a new one (``master`` default ``local[*]``) with :data:`LOCAL_DEFAULTS`
+    and Spark's log level at ERROR (adpipe reports Spark's errors itself, without JVM stack traces)."""
     python_workers()
     from pyspark.sql import SparkSession
 
@@ -33,4 +35,6 @@ def get_spark(master: str | None = None, conf: Mapping[str, Any] | None = None, 
     builder = SparkSession.builder.appName(app_name).master(master or "local[*]")
     for key, value in {**LOCAL_DEFAULTS, **(conf or {})}.items():
         builder = builder.config(key, str(value))
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
