@@ -54,6 +54,12 @@ _LAZY = {
     "RunSummary": "adpipe.core.summary",
     "load_model": "adpipe.core.model",
     "ModelStore": "adpipe.core.store",
+    "explain": "adpipe.core.explain",
+    "feature_importance": "adpipe.core.explain",
+    "profile": "adpipe.core.profile",
+    "tune": "adpipe.core.tuning",
+    "compare": "adpipe.core.compare",
+    "benchmark": "adpipe.core.benchmark",
 }
 
 

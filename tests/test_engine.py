@@ -458,3 +458,15 @@ def test_real_benchmark_data_with_labels(tmp_path, adbench_dir):
     summary = run(tmp_path, cfg)
     assert summary.rows_in == len(frame) == summary.rows_scored
     assert summary.metrics["roc_auc"] > 0.9 and summary.metrics["recall"] > 0.7
+
+
+def test_label_column_is_carried_when_present_and_not_needed_to_score():
+    """Default ids are every input column, the label among them; data without the label still scores."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    frame["y"] = (rng.random(300) < 0.1).astype(int)
+    model = adpipe.Pipeline.from_dict({"detector": {"type": "iforest", "random_state": 0},
+                                       "columns": {"label": "y"}}).fit(frame)
+    with_label, without = model.score(frame), model.score(frame.drop(columns="y"))
+    assert "y" in with_label.columns and "y" not in without.columns
+    np.testing.assert_array_equal(with_label["anomaly_score"], without["anomaly_score"])

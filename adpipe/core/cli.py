@@ -33,7 +33,8 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-EXAMPLES = {"config": "configs/fraud.yaml", "model": "fraud@production"}
+EXAMPLES = {"config": "configs/fraud.yaml", "model": "fraud@production", "data": "data.csv"}
+PLACEHOLDERS = {"config": "PATH", "model": "REF", "data": "PATH"}
 
 
 def split_args(args: tuple[str, ...], keys: tuple[str, ...] = ("config",)) -> tuple[dict[str, str], list[str]]:
@@ -51,7 +52,7 @@ def split_args(args: tuple[str, ...], keys: tuple[str, ...] = ("config",)) -> tu
             ctx = click.get_current_context(silent=True)
             command = ctx.info_name if ctx else "run"
             example = " ".join(f"{k}={EXAMPLES[k]}" for k in keys)
-            raise ConfigError(f"No {key} given.", hint=f"pass {'model=REF' if key == 'model' else 'config=PATH'}, "
+            raise ConfigError(f"No {key} given.", hint=f"pass {key}={PLACEHOLDERS.get(key, key.upper())}, "
                                                        f"e.g. adpipe {command} {example}")
     return found, overrides
 
@@ -271,6 +272,8 @@ def plugins_show(name: str, kind: str | None) -> None:
 
 from adpipe.core import cli_alerts, cli_models  # noqa: E402,F401  (add the `alerts` and `models` groups)
 from adpipe.core import cli_drift  # noqa: E402,F401  (add the `drift` group)
+from adpipe.core import cli_compare, cli_threshold, cli_tune  # noqa: E402,F401  (add those commands)
+from adpipe.core import cli_benchmark, cli_explain, cli_profile  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

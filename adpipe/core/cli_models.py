@@ -146,6 +146,20 @@ def models_show(ref: str, store: str | None, as_json: bool) -> None:
                   f"{tr['seconds']:.2f} s; scores p50 {sc.get('p50', float('nan')):.4g}, "
                   f"p99 {sc.get('p99', float('nan')):.4g}, max {sc.get('max', float('nan')):.4g}; "
                   f"{tr.get('flagged', 0):,} training rows flagged")
+    combined = tr.get("detector")
+    if combined and combined.get("members"):
+        names = [m if isinstance(m, str) else m.get("label") or m.get("type") for m in combined["members"]]
+        console.print(f"detector: {escape(' + '.join(map(str, names)))} combined by {escape(str(combined['method']))}")
+    tuning = tr.get("tuning")
+    if tuning:
+        console.print(f"tuning: {tuning['method']} search, {tuning['trials']} trials ({tuning['stopped']}); best "
+                      f"{tuning['objective']} {tuning['best_value']:.4f} with "
+                      + escape(", ".join(f"{k}={v}" for k, v in tuning["best_params"].items())))
+    chosen = tr.get("threshold")
+    if chosen:
+        console.print(f"threshold: probability >= {chosen['cutoff']:.4g} chosen by {escape(str(chosen['method']))}"
+                      + (f" on {escape(Path(chosen['data']).name)}" if chosen.get("data") else "")
+                      + f" ({escape(str(chosen.get('chosen_at', ''))[:10])})")
     validation = meta.get("validation") or {}
     console.print(f"validation: {escape(_metrics_text(validation))}; {_verdict(validation)}")
     refused, tolerated = version_differences(meta)

@@ -8,7 +8,7 @@ import numpy as np
 
 from adpipe.core import evaluate, schema
 
-SKIP = {"created_at", "payload", "training.fitted_at", "training.seconds", "model_version"}
+SKIP = {"created_at", "payload", "training.fitted_at", "training.seconds", "training.tuning.seconds", "model_version"}
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

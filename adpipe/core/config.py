@@ -148,6 +148,41 @@ class SummarySpec(_Spec):
     path: Path | None = Field(None, description="where the run summary JSON goes (default: beside the first output)")
 
 
+class TuneSpec(_Spec):
+    """Hyper-parameter search over ranges (``adpipe tune``); see docs/tuning.md."""
+
+    space: dict[str, Any] = Field(default_factory=dict, description="dotted config key -> values to try: a list "
+                                  "[50, 100, 200], or a range {low: 0.01, high: 0.2, log: true} / {low: 10, "
+                                  "high: 200, step: 10} (int when low and high are ints)")
+    method: Literal["grid", "random", "bayes"] = Field("bayes", description="grid (every combination), random, "
+                                                       "or bayes (Optuna's TPE)")
+    trials: int | None = Field(None, ge=1, description="settings tried (default: every combination for grid, "
+                               "30 for random and bayes)")
+    objective: Literal["roc_auc", "pr_auc", "f1"] = Field("roc_auc", description="measured on the labelled "
+                                                          "validation rows (f1: of the threshold's flags)")
+    validation: float = Field(0.3, gt=0, lt=1, description="share of labelled rows held out (stratified) to "
+                              "measure each trial")
+    timeout_seconds: float | None = Field(None, gt=0, description="stop starting trials after this long")
+    seed: int = Field(0, description="seed of the sampler and of the validation split")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        from adpipe.core.tuning_space import parse_space  # range syntax; keys are checked against a config by tune()
+
+        parse_space(self.space, self.method)
+        return self
+
+
+class ExplainSpec(_Spec):
+    """Per-record explanations of flagged rows (``adpipe explain``, the `explanation` column); see
+    docs/explanations.md."""
+
+    column: bool = Field(False, description="add an `explanation` column to the results: one sentence naming "
+                         "the features that raised the score for flagged rows, empty for normal rows")
+    top_features: int = Field(3, ge=1, le=100, description="at most this many features named per explanation "
+                              "(features adding less than a fifth of the top one's contribution are left out)")
+
+
 SECTIONS: dict[str, type[_Spec]] = {
     "columns": ColumnsSpec,
     "fit": FitSpec,
@@ -158,6 +193,8 @@ SECTIONS: dict[str, type[_Spec]] = {
     "summary": SummarySpec,
     "stream": StreamSpec,
     "drift": DriftSpec,
+    "tune": TuneSpec,
+    "explain": ExplainSpec,
 }
 TOP_KEYS = ["name", *SECTIONS, *STAGES, *STAGE_LISTS]
 DEFAULTS = {"threshold": {"type": "contamination"}, "sinks": [], "preprocess": [], "alerts": []}
@@ -186,6 +223,8 @@ class PipelineConfig:
     base_dir: Path
     stream: StreamSpec = dataclass_field(default_factory=StreamSpec)
     drift: DriftSpec = dataclass_field(default_factory=DriftSpec)
+    tune: TuneSpec = dataclass_field(default_factory=TuneSpec)
+    explain: ExplainSpec = dataclass_field(default_factory=ExplainSpec)
     drift_detectors: list[StageSpec] = dataclass_field(default_factory=list)
     path: Path | None = None
     raw: dict | None = None  # the composed config, before validation
@@ -194,7 +233,7 @@ class PipelineConfig:
         """The composed, validated config with every default filled in."""
         out: dict[str, Any] = {"name": self.name}
         for key in ("columns", "fit", "calibration", "severity", "validation", "engine", "summary", "stream",
-                    "drift"):
+                    "drift", "tune", "explain"):
             out[key] = getattr(self, key).model_dump(mode="json")
         out["drift"]["detectors"] = [s.to_dict() for s in self.drift_detectors]
         out["fit"]["source"] = self.fit_source.to_dict() if self.fit_source else None

@@ -7,6 +7,7 @@ the batch size, except for the training data (all rows, or ``fit.sample_rows``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -107,6 +108,9 @@ class Pipeline:
         if cfg.source is None:
             raise ConfigError("The config has no `source` to score.", hint="add source: {type: csv, path: ...}")
         if model is not None:
+            if cfg.explain.column:  # the scoring config asks for explanations
+                model = copy.copy(model)
+                model.config = dataclasses.replace(model.config, explain=cfg.explain)
             self.model_ = model
             return Runner(model, with_model(cfg, model), self.registry, model_ref=model_ref, store=store,
                           trusted=trusted).run(progress=progress, write_summary=write_summary, sinks=sinks)
@@ -187,7 +191,7 @@ def _reference(numeric: np.ndarray, columns: list[str], scores: np.ndarray) -> d
         return rng.choice(n, REFERENCE_ROWS, replace=False) if n > REFERENCE_ROWS else slice(None)
 
     rows = sample(len(numeric))
-    out = {col: numeric[rows, j].astype(np.float32) for j, col in enumerate(columns)}
+    out = {col: numeric[rows, j].astype(np.float64) for j, col in enumerate(columns)}
     out[schema.SCORE] = np.asarray(scores[sample(len(scores))], dtype=np.float64)
     return out
 
@@ -250,6 +254,8 @@ class FittedPipeline:
         #: a sample of training values per numeric feature and of the training scores ("anomaly_score"),
         #: the reference that drift tests compare new data with
         self.reference: dict[str, np.ndarray] = {}
+        #: share of training rows per category of each text feature (for explanations)
+        self.category_shares: dict[str, dict[str, float]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         """What a model file keeps: no training scores, no source/sinks/alerts or local paths."""
@@ -312,6 +318,7 @@ class FittedPipeline:
                 raise ModelError(f"Detector '{self.config.detector.type}' failed to fit: {type(exc).__name__}: {exc}",
                                  hint="check its parameters against the data size (`adpipe plugins show "
                                       f"{self.config.detector.type}`)") from exc
+        describe = getattr(self.detector, "describe", None)  # combinations (ensemble, auto) say what they hold
         with timer("calibrate"):
             train_scores = self._training_scores(X)
             every_row = len(train_scores) == len(fit_part.frame)
@@ -341,7 +348,13 @@ class FittedPipeline:
             "feature_stats": {col: _distribution(fit_part.numeric[:, j])
                               for j, col in enumerate(self.numeric_columns)},
         }
+        if callable(describe):
+            self.training["detector"] = describe()
         self.reference = _reference(fit_part.numeric, self.numeric_columns, train_scores)
+        if self.text_columns:
+            from adpipe.core.explain import category_shares
+
+            self.category_shares = category_shares(fit_part.frame, self.text_columns)
         with timer("validate_model"):
             self.validation = self._validate(checked, held, labels, train_scores, flags)
         return self
@@ -440,6 +453,13 @@ class FittedPipeline:
         result, _ = self.score_batch(to_frame(data))
         return result
 
+    def explain(self, data: Any, top: int | None = None, rows: str = "flagged") -> pd.DataFrame:
+        """Explain the flagged records of ``data`` (``top`` default: ``explain.top_features``; see
+        :func:`adpipe.core.explain.explain`)."""
+        from adpipe.core.explain import explain
+
+        return explain(self, data, top=top or self.config.explain.top_features, rows=rows)
+
     def score_one(self, record: Mapping[str, Any], run_id: str = "") -> dict[str, Any]:
         """Score one record (column -> value) in-process: its id columns plus the result columns.
 
@@ -496,9 +516,11 @@ class FittedPipeline:
             if self.schema is not None:
                 self.schema.check(frame)
             else:
-                validation.require_columns(frame, list(dict.fromkeys([*self.feature_columns, *self.id_columns])))
+                validation.require_columns(frame, [c for c in dict.fromkeys([*self.feature_columns, *self.id_columns])
+                                                   if c != self.config.columns.label])
             checked = self._check(frame, row_start=row_start, policy=policy)
-        result = checked.frame[self.id_columns].copy() if self.id_columns else pd.DataFrame(index=checked.frame.index)
+        ids = [c for c in self.id_columns if c in frame.columns or c != self.config.columns.label]
+        result = checked.frame[ids].copy() if ids else pd.DataFrame(index=checked.frame.index)
         known = np.zeros(len(checked.frame), dtype=bool)
         if known_scores is not None and len(checked.frame):
             known = checked.frame.index.isin(known_scores.index)
@@ -516,6 +538,12 @@ class FittedPipeline:
         probs, flags, severity = self.label(scores, timer)
         columns = {schema.SCORE: scores, schema.PROBABILITY: probs, schema.LABEL: flags.astype(np.int8),
                    schema.SEVERITY: severity, schema.MODEL_VERSION: self.model_version, schema.RUN_ID: run_id}
+        explain = getattr(self.config, "explain", None)
+        if explain is not None and explain.column:  # optional: off by default, costs nothing then
+            from adpipe.core.explain import EXPLANATION, explanation_column
+
+            with timer("explain"):
+                columns[EXPLANATION] = explanation_column(self, checked, flags, explain.top_features)
         added = pd.DataFrame(columns, index=result.index)
         result = pd.concat([result.drop(columns=[c for c in columns if c in result.columns]), added], axis=1)
         return result, checked.rejected

@@ -82,7 +82,8 @@ class FeatureSchema:
     def differences(self, frame: pd.DataFrame) -> list[str]:
         """Every way ``frame`` differs from the training schema (empty when it matches)."""
         known = {c.name: c for c in self.columns}
-        needed = list(dict.fromkeys([*self.features, *self.id_columns]))
+        # the label is carried along when present (default ids are every input column) but never needed
+        needed = [c for c in dict.fromkeys([*self.features, *self.id_columns]) if c != self.label]
         out = [f"missing column '{name}' ({known[name].dtype} in training)" if name in known
                else f"missing column '{name}'" for name in needed if name not in frame.columns]
         if not self.features_listed:

@@ -11,4 +11,5 @@ RUN_ID = "run_id"
 REJECT_REASON = "reject_reason"
 
 RESULT_COLUMNS = [SCORE, PROBABILITY, LABEL, SEVERITY, MODEL_VERSION, RUN_ID]
+EXPLANATION = "explanation"  # optional (explain.column): one sentence for flagged rows, empty for the rest
 SEVERITIES = ["none", "low", "medium", "high", "critical"]

@@ -22,7 +22,7 @@ CONTEXT_MAX = 10  # elements of a context block
 LISTED_MAX = 20  # alerts shown as fields (the body lists them too); keeps messages readable
 FALLBACK_MAX = 500  # the notification text: title and a short summary
 #: record columns that are not the record's key
-NOT_KEYS = set(schema.RESULT_COLUMNS)
+NOT_KEYS = {*schema.RESULT_COLUMNS, schema.EXPLANATION, schema.REJECT_REASON}
 
 
 def escape(text: str) -> str:
@@ -54,7 +54,9 @@ def alert_field(a: Alert) -> str:
         head += f"  score={_num(r[schema.SCORE], '.4g')}"
     keys = a.labels.get("record") or ", ".join(f"{k}={v}" for k, v in r.items() if k not in NOT_KEYS)
     keys = keys or a.annotations.get("summary", "")
-    return clip(f"{head}\n{escape(str(keys))}" if keys else head, min(FIELD_MAX, 300))
+    why = r.get(schema.EXPLANATION) or ""
+    text = "\n".join(escape(str(part)) for part in (keys, why) if part)
+    return clip(f"{head}\n{text}" if text else head, min(FIELD_MAX, 300))
 
 
 class SlackChannel(HttpChannel):

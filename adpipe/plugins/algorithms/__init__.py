@@ -6,6 +6,8 @@ PyOD's source on first access. See ``docs/detectors.md`` for the list.
 """
 
 import adpipe
+from adpipe.plugins.algorithms.auto import Auto
+from adpipe.plugins.algorithms.ensemble import Ensemble
 from adpipe.plugins.algorithms.online import ONLINE_DETECTORS
 from adpipe.plugins.algorithms.pyod import PYOD_DETECTORS, TORCH_DETECTORS, PyODDetector
 from adpipe.plugins.algorithms.sklearn import SKLEARN_DETECTORS
@@ -18,6 +20,8 @@ DETECTORS = {**SKLEARN_DETECTORS, **PYOD_DETECTORS, **ONLINE_DETECTORS}
 def adpipe_register(registry):
     for cls in DETECTORS.values():
         registry.add(cls)
+    registry.add(Ensemble)  # combined detectors (docs/ensembles.md)
+    registry.add(Auto)
 
 
 __all__ = ["DETECTORS", "ONLINE_DETECTORS", "PYOD_DETECTORS", "SKLEARN_DETECTORS", "TORCH_DETECTORS", "PyODDetector",

@@ -66,7 +66,8 @@ class ConsoleSink(adpipe.Sink):
 
     def _table(self) -> Table:
         ids = list(getattr(self.context, "id_columns", None) or [])
-        ids = [c for c in ids if c in self.best.columns] or [c for c in self.best.columns if c not in S.RESULT_COLUMNS]
+        ids = [c for c in ids if c in self.best.columns] or [c for c in self.best.columns
+                                                             if c not in (*S.RESULT_COLUMNS, S.EXPLANATION)]
         shown = ids[:4] + [c for c in (S.SCORE, S.PROBABILITY, S.SEVERITY) if c in self.best.columns]
         table = Table(title=f"top {len(self.best)} anomalies by {S.SCORE}")
         for column in shown:
