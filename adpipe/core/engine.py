@@ -318,7 +318,6 @@ class FittedPipeline:
                 raise ModelError(f"Detector '{self.config.detector.type}' failed to fit: {type(exc).__name__}: {exc}",
                                  hint="check its parameters against the data size (`adpipe plugins show "
                                       f"{self.config.detector.type}`)") from exc
-        describe = getattr(self.detector, "describe", None)  # combinations (ensemble, auto) say what they hold
         with timer("calibrate"):
             train_scores = self._training_scores(X)
             every_row = len(train_scores) == len(fit_part.frame)
@@ -348,6 +347,7 @@ class FittedPipeline:
             "feature_stats": {col: _distribution(fit_part.numeric[:, j])
                               for j, col in enumerate(self.numeric_columns)},
         }
+        describe = getattr(self.detector, "describe", None)  # combinations (ensemble, auto) say what they hold
         if callable(describe):
             self.training["detector"] = describe()
         self.reference = _reference(fit_part.numeric, self.numeric_columns, train_scores)
