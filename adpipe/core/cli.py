@@ -33,28 +33,36 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-EXAMPLES = {"config": "configs/fraud.yaml", "model": "fraud@production", "data": "data.csv"}
-PLACEHOLDERS = {"config": "PATH", "model": "REF", "data": "PATH"}
+EXAMPLES = {"config": "configs/fraud.yaml", "model": "fraud@production", "data": "data.csv",
+            "algorithms": "[iforest,lof,ecod]"}
+PLACEHOLDERS = {"config": "PATH", "model": "REF", "data": "PATH", "reference": "PATH", "label": "COLUMN",
+                "algorithms": "[A,B,...]"}
 
 
-def split_args(args: tuple[str, ...], keys: tuple[str, ...] = ("config",)) -> tuple[dict[str, str], list[str]]:
-    """Separate ``config=PATH`` (and other ``keys``, e.g. ``model=REF``) from the Hydra overrides."""
+def split_args(args: tuple[str, ...], keys: tuple[str, ...] = ("config",), optional: tuple[str, ...] = (),
+               overrides: bool = True) -> tuple[dict[str, str], list[str]]:
+    """Separate ``config=PATH`` (and other ``keys``, e.g. ``model=REF``; ``optional`` ones may be left out)
+    from the Hydra overrides. With ``overrides=False`` the command takes nothing else."""
+    ctx = click.get_current_context(silent=True)
+    command = ctx.info_name if ctx else "run"
     found: dict[str, str] = {}
-    overrides = []
+    rest = []
     for arg in args:
         key, eq, value = arg.partition("=")
-        if eq and key in keys:
+        if eq and key in (*keys, *optional):
             found[key] = value
+        elif overrides:
+            rest.append(arg)
         else:
-            overrides.append(arg)
-    for key in keys:
+            usage = " ".join([*(f"{k}={PLACEHOLDERS.get(k, 'VALUE')}" for k in keys),
+                              *(f"[{k}={PLACEHOLDERS.get(k, 'VALUE')}]" for k in optional)])
+            raise ConfigError(f"Unexpected argument '{arg}'.", hint=f"adpipe {command} {usage} [OPTIONS]")
+    for key in (*keys, *(k for k in optional if k in found)):
         if not found.get(key):
-            ctx = click.get_current_context(silent=True)
-            command = ctx.info_name if ctx else "run"
-            example = " ".join(f"{k}={EXAMPLES[k]}" for k in keys)
+            example = " ".join(f"{k}={EXAMPLES.get(k, PLACEHOLDERS.get(k, 'VALUE'))}" for k in keys)
             raise ConfigError(f"No {key} given.", hint=f"pass {key}={PLACEHOLDERS.get(key, key.upper())}, "
                                                        f"e.g. adpipe {command} {example}")
-    return found, overrides
+    return found, rest
 
 
 def config_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
@@ -270,10 +278,17 @@ def plugins_show(name: str, kind: str | None) -> None:
         console.print(table)
 
 
-from adpipe.core import cli_alerts, cli_models  # noqa: E402,F401  (add the `alerts` and `models` groups)
-from adpipe.core import cli_drift  # noqa: E402,F401  (add the `drift` group)
-from adpipe.core import cli_compare, cli_threshold, cli_tune  # noqa: E402,F401  (add those commands)
-from adpipe.core import cli_benchmark, cli_explain, cli_profile  # noqa: E402,F401
+from adpipe.core import (  # noqa: E402,F401  (add the `alerts` and `models` groups)  # noqa: E402,F401  (add those commands)  # noqa: E402,F401
+    cli_alerts,
+    cli_benchmark,
+    cli_compare,
+    cli_drift,  # noqa: E402,F401  (add the `drift` group)
+    cli_explain,
+    cli_models,
+    cli_profile,
+    cli_threshold,
+    cli_tune,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,22 +9,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from adpipe.core.cli import CONTEXT, _console, cli, config_args
-from adpipe.core.errors import ConfigError
-
-
-def _take_algorithms(args: tuple[str, ...]) -> tuple[str, list[str]]:
-    value, rest = None, []
-    for arg in args:
-        key, eq, val = arg.partition("=")
-        if eq and key == "algorithms":
-            value = val
-        else:
-            rest.append(arg)
-    if not value:
-        raise ConfigError("No algorithms given.", hint="pass algorithms=[iforest,lof,ecod], e.g. adpipe compare "
-                          "config=configs/fraud.yaml algorithms=[iforest,lof,ecod]")
-    return value, rest
+from adpipe.core.cli import CONTEXT, _console, cli, split_args
 
 
 def _f(x, digits: int = 3) -> str:
@@ -98,10 +83,10 @@ def compare(args: tuple[str, ...], holdout: float | None, bootstrap: int, top: f
     from adpipe.core.compare import compare as run_compare
     from adpipe.core.compare import parse_algorithms, split_params
 
-    value, rest = _take_algorithms(args)
-    names = parse_algorithms(value)
+    found, rest = split_args(args, ("config", "algorithms"))
+    names = parse_algorithms(found["algorithms"])
     params, overrides = split_params(names, rest)
-    config, overrides = config_args(tuple(overrides))
+    config = found["config"]
     result = run_compare(config, names, overrides, params=params, holdout=holdout, bootstrap=bootstrap, top=top,
                          progress=not quiet and not as_json)
     if report_path:

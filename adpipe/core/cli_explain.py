@@ -21,21 +21,6 @@ OUT_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet", ".pq")
 HTML_ROWS = 200  # explained records listed in the HTML report
 
 
-def _parse(args: tuple[str, ...]) -> tuple[str, str]:
-    found, rest = split_args(args, ("model",))
-    data = None
-    for arg in rest:
-        key, eq, value = arg.partition("=")
-        if eq and key == "data" and value:
-            data = value
-        else:
-            raise ConfigError(f"Unexpected argument {arg!r}.", hint="adpipe explain model=REF data=PATH [OPTIONS]")
-    if data is None:
-        raise ConfigError("No data given.", hint=f"pass data=PATH, e.g. adpipe explain model={found['model']} "
-                                                 "data=new.csv")
-    return found["model"], data
-
-
 @cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
 @click.argument("args", nargs=-1, metavar="model=REF data=PATH")
 @store_option
@@ -68,7 +53,8 @@ def explain(args: tuple[str, ...], store: str | None, trust: bool, strict_versio
     from adpipe.core.frames import to_frame
     from adpipe.core.model import load_model
 
-    ref, data = _parse(args)
+    found, _ = split_args(args, ("model", "data"), overrides=False)
+    ref, data = found["model"], found["data"]
     if out and Path(out).suffix.lower() not in OUT_SUFFIXES:
         raise ConfigError(f"--out {out}: unknown file type {Path(out).suffix or '(none)'!r}.",
                           hint="name a .jsonl, .csv or .parquet file")

@@ -10,26 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from adpipe.core.cli import CONTEXT, _console, cli
-from adpipe.core.errors import ConfigError
-
-EXAMPLE = "adpipe profile data=data/transactions.csv reference=data/last_month.csv"
-
-
-def parse_args(args: tuple[str, ...]) -> tuple[str, str | None]:
-    """``data=PATH`` (required) and ``reference=PATH`` (optional); anything else is an error."""
-    found: dict[str, str] = {}
-    for arg in args:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in ("data", "reference"):
-            raise ConfigError(f"Unexpected argument '{arg}'.", hint=f"arguments are data=PATH and reference=PATH, "
-                              f"e.g. {EXAMPLE}")
-        if not value:
-            raise ConfigError(f"{key}= needs a path.", hint=f"e.g. {EXAMPLE}")
-        found[key] = value
-    if "data" not in found:
-        raise ConfigError("No data given.", hint=f"pass data=PATH, e.g. {EXAMPLE}")
-    return found["data"], found.get("reference")
+from adpipe.core.cli import CONTEXT, _console, cli, split_args
 
 
 def _num(x) -> str:
@@ -59,7 +40,8 @@ def profile(args: tuple[str, ...], columns: str | None, html_path: str | None, a
     preprocessing suggestions as adpipe config snippets."""
     from adpipe.core.profile import profile as make_profile
 
-    data, reference = parse_args(args)
+    found, _ = split_args(args, ("data",), optional=("reference",), overrides=False)
+    data, reference = found["data"], found.get("reference")
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     result = make_profile(data, reference, columns=names, sample_rows=sample_rows, seed=seed)
     if html_path:

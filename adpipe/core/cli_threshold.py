@@ -18,26 +18,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from adpipe.core.cli import CONTEXT, _console, _options, cli, store_option, trust_options
+from adpipe.core.cli import CONTEXT, _console, _options, cli, split_args, store_option, trust_options
 from adpipe.core.errors import ConfigError
 from adpipe.core.thresholding import DEFAULT_METHOD, OBJECTIVES, Analysis, value_name
-
-ARG_KEYS = ("model", "data", "label")
-
-
-def parse_args(args: tuple[str, ...]) -> dict[str, str]:
-    """``model=REF data=PATH [label=COLUMN]``."""
-    found: dict[str, str] = {}
-    for arg in args:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in ARG_KEYS:
-            raise ConfigError(f"Unexpected argument '{arg}'.",
-                              hint="adpipe threshold model=REF data=PATH [label=COLUMN] [OPTIONS]")
-        found[key] = value
-    for key in ("model", "data"):
-        if not found.get(key):
-            raise ConfigError(f"No {key} given.", hint="e.g. adpipe threshold model=fraud@production data=labelled.csv")
-    return found
 
 
 def parse_at(text: str | None) -> list[float] | None:
@@ -91,7 +74,7 @@ def threshold(args: tuple[str, ...], objective: str | None, min_precision: float
     from adpipe.core import thresholding
     from adpipe.core.model import is_path_ref, load_model
 
-    found = parse_args(args)
+    found, _ = split_args(args, ("model", "data"), optional=("label",), overrides=False)
     ref, data = found["model"], found["data"]
     at = parse_at(at_text)
     target = _write_target(ref, write, out)
