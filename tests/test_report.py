@@ -10,7 +10,9 @@ from adpipe.core.report import Report, new_figure
 
 
 def test_doctests():
-    assert doctest.testmod(report).failed == 0
+    import adpipe.core.jsonable as jsonable
+
+    assert doctest.testmod(report).failed == 0 and doctest.testmod(jsonable).failed == 0
 
 
 def test_page_is_self_contained_and_escaped(tmp_path):

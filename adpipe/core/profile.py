@@ -22,6 +22,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from adpipe.core.errors import DataError, SinkError, SourceError
+from adpipe.core.jsonable import jsonable
 
 # cut-offs of the findings (docs/profile.md explains each)
 NEAR_CONSTANT = 0.995  # top value share of the present values
@@ -482,7 +483,7 @@ class Profile:
                           "correlated": CORRELATED, "drift_p": DRIFT_P, "drift_psi": DRIFT_PSI,
                           "many_outliers": MANY_OUTLIERS, "scale_ratio": SCALE_RATIO}
         out["config_yaml"] = to_yaml(self.config)
-        return clean(out)
+        return jsonable(out)
 
     def write_html(self, path: str | Path) -> Path:
         from adpipe.core.profile_report import html_report
@@ -493,21 +494,6 @@ class Profile:
         except OSError as exc:
             raise SinkError(f"Cannot write the report to '{path}': {exc.strerror or exc}.",
                             hint="pick a path in a folder you can write to") from None
-
-
-def clean(obj: Any) -> Any:
-    """JSON-ready: numpy scalars to Python, NaN and inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, pd.Timestamp):
-        return obj.isoformat()
-    return obj
 
 
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:

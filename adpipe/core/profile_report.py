@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from adpipe.core.jsonable import jsonable
 from adpipe.core.profile import DRIFT_P, DRIFT_PSI, MAX_HISTOGRAMS, NUMERIC, Profile, column_type, floats, to_yaml
-
-
-def _fmt(x: Any) -> Any:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 def column_rows(p: Profile) -> list[dict[str, Any]]:
@@ -72,8 +68,8 @@ def html_report(p: Profile):
         page.heading("Drift against the reference")
         page.text(f"Drifted when p < {DRIFT_P:g} and PSI > {DRIFT_PSI:g} (PSI: < 0.1 stable, 0.1-0.25 moderate, "
                   "> 0.25 major shift).")
-        page.table([{"column": r["column"], "test": r["test"] or "-", "statistic": _fmt(r.get("statistic")),
-                     "p-value": _fmt(r.get("p_value")), "PSI": _fmt(r.get("psi")),
+        page.table([{"column": r["column"], "test": r["test"] or "-", "statistic": jsonable(r.get("statistic")),
+                     "p-value": jsonable(r.get("p_value")), "PSI": jsonable(r.get("psi")),
                      "drifted": "yes" if r["drifted"] else "no", "note": r.get("note", "")}
                     for r in p.drift["columns"]], digits=4)
         for key, label in (("only_in_data", "Only in the data"), ("only_in_reference", "Only in the reference")):

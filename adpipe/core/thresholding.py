@@ -24,6 +24,7 @@ import numpy as np
 
 from adpipe.core import schema
 from adpipe.core.errors import ConfigError, DataError, PluginError
+from adpipe.core.jsonable import jsonable
 
 if TYPE_CHECKING:
     from adpipe.core.engine import FittedPipeline
@@ -195,7 +196,7 @@ class Choice:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_num(v) for k, v in dataclasses.asdict(self).items()}
+        return jsonable(dataclasses.asdict(self))
 
 
 def value_name(objective: str) -> str:
@@ -287,10 +288,7 @@ class Interval:
     skipped: int  # resamples with one class only, or where the precision target was unreachable
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["threshold"] = None if self.threshold is None else [_json_num(x) for x in self.threshold]
-        out["value"] = [_json_num(x) for x in self.value]
-        return out
+        return jsonable(dataclasses.asdict(self))
 
 
 def bootstrap_interval(probs: Any, labels: Any, objective: str | None = None, *, threshold: float | None = None,
@@ -459,11 +457,11 @@ class Analysis:
     def to_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "rejected": self.rejected, "label": self.label,
                 "positives": None if self.labels is None else int(self.labels.sum()),
-                "current": {k: _json_num(v) for k, v in self.current.items()},
+                "current": jsonable(self.current),
                 "choice": self.choice.to_dict(),
                 "interval": self.interval.to_dict() if self.interval else None,
                 "cost_fp": self.costs[0] if self.costs else None, "cost_fn": self.costs[1] if self.costs else None,
-                "table": [{k: _json_num(v) for k, v in row.items()} for row in self.table], "notes": self.notes}
+                "table": jsonable(self.table), "notes": self.notes}
 
 
 def analyse(model: "FittedPipeline", data: Any, label: str | None = None, *, objective: str | None = None,
@@ -605,11 +603,3 @@ def with_cutoff(model: "FittedPipeline", cutoff: float, provenance: dict[str, An
     new.model_version = f"{model.config.name}-{digest}"
     new.metadata = {}
     return new
-
-
-def _json_num(x: Any) -> Any:
-    if isinstance(x, (float, np.floating)):
-        return None if not np.isfinite(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x

@@ -17,41 +17,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import numpy as np
-import pandas as pd
 
 from adpipe import __version__
 from adpipe.core.alerting.channel import NotifyChannel
 from adpipe.core.alerting.model import DeliveryError, Notification
+from adpipe.core.jsonable import jsonable
 
 USER_AGENT = f"adpipe/{__version__}"
 EXCERPT = 200  # characters of a failed response's body quoted in the error
 
 
 # --------------------------------------------------------------------------- JSON
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON types: numpy/pandas scalars unwrapped, NaN/NaT -> None, dates -> ISO text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in value]
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()  # pd.Timestamp too
-    if isinstance(value, (np.datetime64, np.timedelta64)):
-        return None if np.isnat(value) else str(value)
-    if isinstance(value, (np.generic, np.ndarray)):
-        return jsonable(value.tolist())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)  # Decimal, Timedelta, Path, ...
-
-
 def dumps(payload: Any) -> bytes:
     return json.dumps(jsonable(payload), ensure_ascii=False, allow_nan=False).encode()
 
