@@ -157,26 +157,11 @@ def compare(config: str | Path | PipelineConfig, algorithms: str | Iterable[str]
 
 
 def _holdout(frame: pd.DataFrame, label: str, cfg: PipelineConfig, holdout: float | None):
-    if label not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:20]))
-        raise DataError(f"The label column '{label}' (columns.label) is not in the data; its columns are {shown}.",
-                        hint="fix columns.label, or drop it (columns.label=null) to compare without labels")
-    y = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    known = y[~np.isnan(y)]
-    classes = np.unique(known)
-    if len(classes) < 2:
-        what = "no numeric values" if len(classes) == 0 else f"only the value {classes[0]:g}"
-        raise DataError(f"The label column '{label}' has {what}: ROC-AUC and PR-AUC need both normal (0) and "
-                        "anomalous (1) rows.", hint="use data with labelled anomalies, or compare without labels "
-                        "(columns.label=null)")
     fraction = holdout if holdout is not None else (cfg.fit.holdout or DEFAULT_HOLDOUT)
     if not 0 < fraction < 1:
         raise ConfigError(f"holdout must be between 0 and 1, got {fraction}.", hint="e.g. --holdout 0.3")
-    held = evaluate.holdout_split(y, len(frame), fraction, cfg.fit.seed)
-    if held is None:
-        raise DataError(f"Too few labelled rows to hold out {fraction:.0%} of them with both classes "
-                        f"({int((known == 1).sum())} anomalies, {len(known)} labelled rows).",
-                        hint="use more data or a larger --holdout")
+    held, y = evaluate.labelled_holdout(frame, label, fraction, cfg.fit.seed, hint="use data with labelled "
+                                        "anomalies, or compare without labels (columns.label=null)")
     split = {"protocol": "fitted on the rest (labels unused), measured on a stratified held-out part",
              "holdout": fraction, "seed": cfg.fit.seed, "fit_rows": int(len(frame) - len(held)),
              "eval_rows": int(len(held)), "eval_anomalies": int(np.nansum(y[held] == 1))}

@@ -42,6 +42,33 @@ def holdout_split(labels: np.ndarray | None, n: int, fraction: float, seed: int)
     return np.sort(held)
 
 
+def labelled_holdout(frame, label: str, fraction: float, seed: int, where: str = "the data",
+                     hint: str = "use data with labelled anomalies (1) and normal rows (0)",
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out positions, labels as floats with NaN where unusable): one stratified, seeded split of the
+    labelled rows; a DataError when the label column is missing, has one class, or is too small to split."""
+    import pandas as pd
+
+    from adpipe.core.errors import DataError
+    from adpipe.core.registry import suggest
+
+    if label not in frame.columns:
+        raise DataError(f"The label column '{label}' is not in {where}.",
+                        hint=suggest(label, [str(c) for c in frame.columns]))
+    labels = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    classes, counts = np.unique(labels[~np.isnan(labels)], return_counts=True)
+    if len(classes) < 2:
+        found = "no usable values" if not len(classes) else f"only the value {classes[0]:g}"
+        raise DataError(f"The label column '{label}' holds {found}: ROC-AUC, PR-AUC and F1 need both normal (0) "
+                        "and anomalous (1) rows.", hint=hint)
+    held = holdout_split(labels, len(frame), fraction, seed)
+    if held is None:
+        shown = ", ".join(f"{c:g}: {n}" for c, n in zip(classes, counts, strict=True))
+        raise DataError(f"Too few labelled rows to hold out {fraction:.0%} of them with both classes ({shown}).",
+                        hint="use more labelled data or a larger held-out share")
+    return held, labels
+
+
 def sanity_checks(scores: np.ndarray, flags: np.ndarray) -> list[dict[str, str]]:
     """Checks on the training scores that need no labels: degenerate, coarse, non-finite, flag rate."""
     scores = np.asarray(scores, dtype=np.float64)

@@ -31,7 +31,7 @@ from adpipe.core import evaluate
 from adpipe.core.compose import STAGE_LISTS, STAGES
 from adpipe.core.config import SECTIONS, PipelineConfig, _resolve_paths, load_config
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError
-from adpipe.core.registry import Registry, get_registry, suggest
+from adpipe.core.registry import Registry, get_registry
 from adpipe.core.tuning_space import Param, _validate, apply, check_space
 
 log = logging.getLogger("adpipe.tune")
@@ -248,21 +248,9 @@ def split(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     if not label:
         raise ConfigError("Tuning measures each setting on labelled rows, but the config has no columns.label.",
                           hint="set columns.label to the ground-truth column (0 = normal, 1 = anomaly)")
-    if label not in frame.columns:
-        raise DataError(f"The label column '{label}' is not in the training data.",
-                        hint=suggest(label, [str(c) for c in frame.columns]))
-    labels = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    known = labels[~np.isnan(labels)]
-    classes, counts = np.unique(known, return_counts=True)
-    if len(classes) < 2:
-        found = "no usable values" if not len(known) else f"only the value {classes[0]:g}"
-        raise DataError(f"The label column '{label}' holds {found}: ROC-AUC, PR-AUC and F1 need both normal "
-                        "and anomalous rows.", hint="tune on data with labelled anomalies (1) and normal rows (0)")
-    held = evaluate.holdout_split(labels, len(frame), cfg.tune.validation, cfg.tune.seed)
-    if held is None:
-        raise DataError(f"Too few labelled rows to hold out a validation share of {cfg.tune.validation:g} with "
-                        f"both classes ({', '.join(f'{c:g}: {n}' for c, n in zip(classes, counts, strict=True))}).",
-                        hint="use more labelled data or a larger tune.validation")
+    held, labels = evaluate.labelled_holdout(frame, label, cfg.tune.validation, cfg.tune.seed,
+                                             where="the training data", hint="tune on data with labelled anomalies "
+                                             "(1) and normal rows (0)")
     train = np.setdiff1d(np.arange(len(frame)), held)
     return train, held, labels
 
