@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 import pandas as pd
 
 from adpipe.core import schema
 from adpipe.core.cli import CONTEXT, _console, _options, cli, split_args, store_option, trust_options
 from adpipe.core.errors import ConfigError, SinkError
+from adpipe.core.jsonable import jsonable
 
 OUT_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet", ".pq")
 HTML_ROWS = 200  # explained records listed in the HTML report
@@ -83,23 +82,9 @@ def explain(args: tuple[str, ...], store: str | None, trust: bool, strict_versio
 
 
 # --------------------------------------------------------------------------- output
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts (numpy scalars unwrapped, NaN as null)."""
-    return [{str(k): _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    return jsonable(table.to_dict(orient="records"))
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:
@@ -110,7 +95,7 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     flat = table.copy()
     if suffix not in (".jsonl", ".ndjson"):
-        flat[CONTRIBUTIONS] = [json.dumps(_plain(v), ensure_ascii=False) for v in flat[CONTRIBUTIONS]]
+        flat[CONTRIBUTIONS] = [json.dumps(jsonable(v), ensure_ascii=False) for v in flat[CONTRIBUTIONS]]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
