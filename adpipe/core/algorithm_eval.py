@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -203,31 +202,3 @@ class PeakMemory:
             return None
         grown = now["VmHWM"] - self.base["VmRSS"] - max(now["RssFile"] - self.base["RssFile"], 0)
         return round(max(grown, 0) / 1024, 2)
-
-
-class Bar:
-    """A progress bar on stderr (rich), or nothing when ``progress`` is off."""
-
-    def __init__(self, progress=None, task=None):
-        self.progress, self.task = progress, task
-
-    def update(self, description: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, description=description)
-
-    def advance(self, steps: int = 1) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task, steps)
-
-
-@contextmanager
-def progress_bar(total: int, enabled: bool, description: str) -> Iterator[Bar]:
-    if not enabled:
-        yield Bar()
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        yield Bar(progress, progress.add_task(description, total=total))

@@ -34,10 +34,11 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from adpipe.core.algorithm_eval import check_algorithm, evaluate_algorithm, parse_algorithms, progress_bar, warm_up
+from adpipe.core.algorithm_eval import check_algorithm, evaluate_algorithm, parse_algorithms, warm_up
 from adpipe.core.benchmark_stats import ranks, statistics
 from adpipe.core.config import PipelineConfig, load_config
 from adpipe.core.errors import ConfigError, DataError
+from adpipe.core.progress import progress_bar
 from adpipe.core.registry import Registry, get_registry
 
 LABEL = "__label__"  # the label column of the frames built from the datasets

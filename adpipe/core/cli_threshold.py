@@ -20,6 +20,7 @@ from rich.table import Table
 
 from adpipe.core.cli import CONTEXT, _console, _options, cli, split_args, store_option, trust_options
 from adpipe.core.errors import ConfigError
+from adpipe.core.progress import progress_bar
 from adpipe.core.thresholding import DEFAULT_METHOD, OBJECTIVES, Analysis, value_name
 
 
@@ -82,10 +83,11 @@ def threshold(args: tuple[str, ...], objective: str | None, min_precision: float
     if method is not None:
         thresholding.check_method(method)
     model = load_model(ref, store=store, trusted=trust, strict_versions=strict_versions)
-    with _progress(bootstrap, quiet=as_json) as advance:
+    with progress_bar(bootstrap, not as_json, "bootstrap") as bar:
         result = thresholding.analyse(model, data, found.get("label"), objective=objective,
                                       min_precision=min_precision, cost_fp=cost_fp, cost_fn=cost_fn, method=method,
-                                      at=at, bootstrap=bootstrap, confidence=confidence, seed=seed, progress=advance)
+                                      at=at, bootstrap=bootstrap, confidence=confidence, seed=seed,
+                                      progress=bar.advance)
     written = None
     if target is not None:
         provenance = _provenance(result, data)
@@ -143,30 +145,6 @@ def _save(model, ref: str, target: str, store: str | None, from_file: bool) -> d
     stored = ModelStore(store).add(model, name=name)
     return {"ref": stored.ref, "path": str(stored.path), "version": stored.version, "promoted": False,
             "promote": f"adpipe models promote {name} {stored.version} --stage production"}
-
-
-class _progress:
-    """A rich progress bar (on stderr) for the bootstrap; yields the advance callback."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet = total, quiet
-        self.bar = None
-
-    def __enter__(self):
-        if self.quiet or not self.total:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("bootstrap"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=_console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("bootstrap", total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
 
 
 def _fmt(x: Any, digits: int = 4) -> str:

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from adpipe.core import evaluate
-from adpipe.core.algorithm_eval import Evaluation, evaluate_algorithm, parse_algorithms, progress_bar, with_detector
+from adpipe.core.algorithm_eval import Evaluation, evaluate_algorithm, parse_algorithms, with_detector
 from adpipe.core.config import PipelineConfig, load_config
 from adpipe.core.errors import ConfigError, DataError, ModelError
+from adpipe.core.progress import progress_bar
 from adpipe.core.registry import Registry
 
 DEFAULT_HOLDOUT = 0.2  # held-out share when the config's fit.holdout is 0

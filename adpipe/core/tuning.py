@@ -26,11 +26,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
+from rich.markup import escape
 
 from adpipe.core import evaluate
 from adpipe.core.compose import STAGE_LISTS, STAGES
 from adpipe.core.config import SECTIONS, PipelineConfig, _resolve_paths, load_config
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError
+from adpipe.core.progress import progress_bar
 from adpipe.core.registry import Registry, get_registry
 from adpipe.core.tuning_space import Param, _validate, apply, check_space
 
@@ -307,7 +309,6 @@ def tune(config: str | Path | PipelineConfig, overrides: list[str] | tuple[str, 
 
     records: list[TrialRecord] = []
     interrupts = _Interrupts()
-    bar = _progress(progress, n_trials, spec.objective)
 
     def best() -> TrialRecord | None:
         done = [r for r in records if r.state == "complete"]
@@ -335,8 +336,10 @@ def tune(config: str | Path | PipelineConfig, overrides: list[str] | tuple[str, 
 
     def after(study, frozen) -> None:
         record = next(r for r in records if r.number == frozen.number + 1)
-        if bar is not None:
-            bar.update(record, best())
+        top = best()
+        bar.advance()
+        bar.update(status=f"best {spec.objective} {top.value:.4f} (trial {top.number}: "
+                   f"{escape(_params_text(top.params))})" if top else "no trial succeeded yet")
         if on_trial is not None:
             on_trial(record, best())
         if interrupts.requested:
@@ -349,7 +352,7 @@ def tune(config: str | Path | PipelineConfig, overrides: list[str] | tuple[str, 
     with interrupts.installed(handle_signals):
         try:
             study = optuna.create_study(direction="maximize", sampler=_sampler(optuna, spec.method, params, spec.seed))
-            with bar or contextlib.nullcontext():
+            with progress_bar(n_trials, progress, "tuning") as bar:
                 study.optimize(objective, n_trials=n_trials, timeout=spec.timeout_seconds, catch=(_TrialFailed,),
                                callbacks=[after], gc_after_trial=False)
         except KeyboardInterrupt:
@@ -395,37 +398,6 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-class _Bar:
-    """A rich progress bar on stderr: trial n of N, best value so far and its parameters."""
-
-    def __init__(self, total: int, objective: str):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.objective = objective
-        self.progress = Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[best]}"), console=Console(stderr=True), transient=True)
-        self.task = self.progress.add_task("tune", total=total, best="")
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def update(self, record: TrialRecord, best: TrialRecord | None) -> None:
-        from rich.markup import escape
-
-        text = (f"best {self.objective} {best.value:.4f} (trial {best.number}: {escape(_params_text(best.params))})"
-                if best else "no trial succeeded yet")
-        self.progress.update(self.task, advance=1, best=text)
-
-
-def _progress(enabled: bool, total: int, objective: str) -> _Bar | None:
-    return _Bar(total, objective) if enabled and sys.stderr.isatty() else None
 
 
 def _status(enabled: bool, text: str):
