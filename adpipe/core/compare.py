@@ -128,7 +128,7 @@ def compare(config: str | Path | PipelineConfig, algorithms: str | Iterable[str]
         own = cfg.detector is not None and cfg.detector.type == name
         base = {k: v for k, v in cfg.detector.to_dict().items() if k != "type"} if own else {}
         configs[name] = with_detector(cfg, name, {**base, **params.get(name, {})}, registry=registry)
-    frame = Pipeline(cfg, registry)._read_training()
+    frame = Pipeline(cfg, registry).read_training()
     if len(frame) == 0:
         raise DataError("The data is empty: there are no rows to compare the detectors on.",
                         hint="check the source path and that the file has data rows below its header")

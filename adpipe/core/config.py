@@ -317,7 +317,7 @@ class _Validator:
         if not isinstance(value, dict):
             raise ConfigError(f"{self.where}: `{key}` must be a mapping, got {value!r}.")
         try:
-            spec = cls(**_resolve_paths(cls, value, self.base_dir))
+            spec = cls(**resolve_paths(cls, value, self.base_dir))
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, self.where, key, cls)) from None
         return spec
@@ -339,7 +339,7 @@ class _Validator:
             )
         cls = self.registry.get(kind, type_)
         try:
-            params = cls.Params(**_resolve_paths(cls.Params, value, self.base_dir))
+            params = cls.Params(**resolve_paths(cls.Params, value, self.base_dir))
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, self.where, path, cls.Params, plugin=type_),
                               hint=f"`adpipe plugins show {type_}` lists every parameter with its range") from None
@@ -362,7 +362,7 @@ def _is_path_type(annotation: Any) -> bool:
     return False
 
 
-def _resolve_paths(model: type[BaseModel], values: dict, base_dir: Path) -> dict:
+def resolve_paths(model: type[BaseModel], values: dict, base_dir: Path) -> dict:
     """Relative values of ``Path`` fields resolve against the config's folder."""
     out = dict(values)
     for key, field in model.model_fields.items():

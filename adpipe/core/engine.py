@@ -58,12 +58,13 @@ class Pipeline:
         """Fit on ``data`` (any table :func:`to_frame` accepts) or on the configured training source."""
         timer = StageTimer()
         with timer("read_training"):
-            frame = to_frame(data) if data is not None else self._read_training()
+            frame = to_frame(data) if data is not None else self.read_training()
         rows = None if data is not None else frame.index.to_numpy()
         self.model_ = FittedPipeline.fit(self.config, frame, timer=timer, row_numbers=rows)
         return self.model_
 
-    def _read_training(self, spill: Spill | None = None) -> pd.DataFrame:
+    def read_training(self, spill: Spill | None = None) -> pd.DataFrame:
+        """The training rows: all of ``fit.source`` (or the source), or a ``fit.sample_rows`` sample."""
         cfg = self.config
         spec = cfg.fit_source or cfg.source
         if spec is None:
@@ -128,7 +129,7 @@ class Pipeline:
             try:
                 with fitting_status(progress):
                     with timer("read_training"):
-                        frame = self._read_training(spill)
+                        frame = self.read_training(spill)
                     self.model_ = FittedPipeline.fit(cfg, frame, timer=timer, row_numbers=frame.index.to_numpy())
             except Exception as exc:  # the scoring loop alerts its own failures; fitting's are alerted here
                 alert_failure(cfg, exc)

@@ -30,7 +30,7 @@ from rich.markup import escape
 
 from adpipe.core import evaluate
 from adpipe.core.compose import STAGE_LISTS, STAGES
-from adpipe.core.config import SECTIONS, PipelineConfig, _resolve_paths, load_config
+from adpipe.core.config import SECTIONS, PipelineConfig, load_config, resolve_paths
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError
 from adpipe.core.progress import progress_bar
 from adpipe.core.registry import Registry, get_registry
@@ -156,7 +156,7 @@ def _absolute_paths(raw: dict, cfg: PipelineConfig) -> dict:
     def fix(node: Any, model) -> Any:
         if not isinstance(node, dict):
             return node
-        fixed = _resolve_paths(model, node, cfg.base_dir)
+        fixed = resolve_paths(model, node, cfg.base_dir)
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in fixed.items()}
 
     for key in STAGES:
@@ -241,7 +241,7 @@ def _read(cfg: PipelineConfig, data: Any) -> pd.DataFrame:
 
     if data is not None:  # positions as the index, as a source's rows have
         return to_frame(data).reset_index(drop=True)
-    return Pipeline(cfg)._read_training()
+    return Pipeline(cfg).read_training()
 
 
 def split(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
