@@ -16,6 +16,7 @@ from adpipe.core.cli import main
 from adpipe.core.compare import compare, parse_algorithms, split_params, weighted_auc_ap
 from adpipe.core.engine import Pipeline
 from adpipe.core.errors import ConfigError, DataError, ModelError, PluginError
+from adpipe.core.evaluate import ScoreGroups
 
 
 def labelled_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
@@ -119,10 +120,7 @@ def test_weighted_auc_and_ap_equal_scikit_learn():
     y = (rng.random(400) < 0.1).astype(float)
     scores = np.round(rng.normal(size=400) + 2 * y, 1)  # rounded: many ties
     weights = rng.integers(0, 4, size=400).astype(float)
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    group = np.r_[0, np.cumsum(sorted_scores[1:] != sorted_scores[:-1])]
-    auc, ap = weighted_auc_ap(y, order, group, weights)
+    auc, ap = weighted_auc_ap(y, ScoreGroups(scores), weights)
     assert auc == pytest.approx(roc_auc_score(y, scores, sample_weight=weights))
     assert ap == pytest.approx(average_precision_score(y, scores, sample_weight=weights))
 

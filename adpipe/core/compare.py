@@ -209,29 +209,12 @@ def _num(x: Any) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), 4)
 
 
-def weighted_auc_ap(y: np.ndarray, order: np.ndarray, group: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """ROC-AUC and average precision with row weights (bootstrap counts), rows pre-sorted by score.
-
-    ``order`` sorts the rows by descending score, ``group`` numbers runs of equal scores in that order;
-    equals scikit-learn's ``roc_auc_score`` / ``average_precision_score`` with ``sample_weight``.
-    """
-    w, yo = weights[order], y[order]
-    size = int(group[-1]) + 1
-    pos = np.bincount(group, weights=w * yo, minlength=size)
-    neg = np.bincount(group, weights=w * (1 - yo), minlength=size)
-    n_pos, n_neg = pos.sum(), neg.sum()
-    below = n_neg - np.cumsum(neg)  # negatives scored strictly lower; ties count half
-    auc = float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
-    tp, fp = np.cumsum(pos), np.cumsum(neg)
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    ap = float(np.sum(np.diff(np.r_[0.0, tp / n_pos]) * precision))
-    return auc, ap
-
-
-def _sorted_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(-scores, kind="stable")
-    s = scores[order]
-    return order, np.r_[0, np.cumsum(s[1:] != s[:-1])]
+def weighted_auc_ap(y: np.ndarray, groups: evaluate.ScoreGroups, weights: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and average precision with row weights (bootstrap counts); ``groups`` sorts the scores once
+    for every resample. Equals scikit-learn's ``roc_auc_score`` / ``average_precision_score`` with
+    ``sample_weight``."""
+    curve = groups.curve(y, weights)
+    return curve.roc_auc(), curve.average_precision()
 
 
 def bootstrap_noise(evals: list[Evaluation], resamples: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -244,14 +227,14 @@ def bootstrap_noise(evals: list[Evaluation], resamples: int = 200, seed: int = 0
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
         return {}
-    prepared = {n: _sorted_groups(s.to_numpy()[known]) for n, s in scores.items()}
+    prepared = {n: evaluate.ScoreGroups(s.to_numpy()[known]) for n, s in scores.items()}
     rng = np.random.default_rng(seed)
     draws = {n: np.empty((resamples, 2)) for n in scores}
     for b in range(resamples):
         w = np.bincount(rng.choice(pos, len(pos)), minlength=len(y)) + np.bincount(rng.choice(neg, len(neg)),
                                                                                     minlength=len(y))
-        for n, (order, group) in prepared.items():
-            draws[n][b] = weighted_auc_ap(y, order, group, w.astype(np.float64))
+        for n, groups in prepared.items():
+            draws[n][b] = weighted_auc_ap(y, groups, w.astype(np.float64))
     ci = {n: {"roc_auc": _interval(d[:, 0]), "pr_auc": _interval(d[:, 1])} for n, d in draws.items()}
     best = max(evals, key=lambda e: e.metrics.get(PRIMARY, -1)).algorithm
     vs_best = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,77 @@ def metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[s
     }
 
 
+# --------------------------------------------------------------------------- exact sweeps over scores
+@dataclass
+class Curve:
+    """Confusion counts with every distinct value as the cut-off (flag ``value >= t``), highest first."""
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    positives: float
+    total: float
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.tp + self.fp
+
+    @property
+    def fn(self) -> np.ndarray:
+        return self.positives - self.tp
+
+    @property
+    def precision(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.tp / self.flagged
+
+    @property
+    def recall(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.tp / self.positives
+
+    @property
+    def f1(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
+
+    def cost(self, cost_fp: float, cost_fn: float) -> np.ndarray:
+        return cost_fp * self.fp + cost_fn * self.fn
+
+    def roc_auc(self) -> float:
+        """Area under the ROC curve; tied values count half (scikit-learn's ``roc_auc_score``)."""
+        pos, neg = np.diff(self.tp, prepend=0.0), np.diff(self.fp, prepend=0.0)
+        negatives = self.total - self.positives
+        below = negatives - self.fp  # negatives scored strictly lower
+        return float((pos * (below + 0.5 * neg)).sum() / (self.positives * negatives))
+
+    def average_precision(self) -> float:
+        """Precision averaged over the recall steps (scikit-learn's ``average_precision_score``)."""
+        precision = np.nan_to_num(self.precision)
+        return float(np.sum(np.diff(self.recall, prepend=0.0) * precision))
+
+
+class ScoreGroups:
+    """The distinct values (descending) and each value's group, computed once for many sweeps."""
+
+    def __init__(self, values: np.ndarray):
+        ascending, inverse = np.unique(values, return_inverse=True)
+        self.values = ascending[::-1]
+        self.group = len(ascending) - 1 - inverse.ravel()
+
+    def curve(self, labels: np.ndarray, weights: np.ndarray | None = None) -> Curve:
+        """Counts at every distinct value; ``weights`` (resample counts) may leave some values with no rows."""
+        k = len(self.values)
+        w = np.ones(len(labels)) if weights is None else weights
+        pos = np.bincount(self.group, weights=w * labels, minlength=k)
+        rows = np.bincount(self.group, weights=w, minlength=k)
+        tp = np.cumsum(pos)
+        fp = np.cumsum(rows) - tp
+        return Curve(self.values, tp, fp, float(tp[-1]), float(tp[-1] + fp[-1]))
+
+
+
+# --------------------------------------------------------------------------- held-out data
 def holdout_split(labels: np.ndarray | None, n: int, fraction: float, seed: int) -> np.ndarray | None:
     """Positions of a stratified held-out split, or None when there is nothing to evaluate against."""
     if labels is None or fraction <= 0:

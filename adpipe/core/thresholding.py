@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from adpipe.core import schema
+from adpipe.core import evaluate, schema
 from adpipe.core.errors import ConfigError, DataError, PluginError
+from adpipe.core.evaluate import Curve
 from adpipe.core.jsonable import jsonable
 
 if TYPE_CHECKING:
@@ -111,62 +112,6 @@ def check_cutoffs(values: Iterable[float]) -> list[float]:
 
 
 # --------------------------------------------------------------------------- the exact sweep
-@dataclass
-class Curve:
-    """Confusion counts with every distinct value as the cut-off (flag ``value >= t``), highest first."""
-
-    thresholds: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
-    positives: float
-    total: float
-
-    @property
-    def flagged(self) -> np.ndarray:
-        return self.tp + self.fp
-
-    @property
-    def fn(self) -> np.ndarray:
-        return self.positives - self.tp
-
-    @property
-    def precision(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.tp / self.flagged
-
-    @property
-    def recall(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return self.tp / self.positives
-
-    @property
-    def f1(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
-
-    def cost(self, cost_fp: float, cost_fn: float) -> np.ndarray:
-        return cost_fp * self.fp + cost_fn * self.fn
-
-
-class _Groups:
-    """The distinct values (descending) and each value's group, computed once for many sweeps."""
-
-    def __init__(self, values: np.ndarray):
-        ascending, inverse = np.unique(values, return_inverse=True)
-        self.values = ascending[::-1]
-        self.group = len(ascending) - 1 - inverse.ravel()
-
-    def curve(self, labels: np.ndarray, weights: np.ndarray | None = None) -> Curve:
-        """Counts at every distinct value; ``weights`` (resample counts) may leave some values with no rows."""
-        k = len(self.values)
-        w = np.ones(len(labels)) if weights is None else weights
-        pos = np.bincount(self.group, weights=w * labels, minlength=k)
-        rows = np.bincount(self.group, weights=w, minlength=k)
-        tp = np.cumsum(pos)
-        fp = np.cumsum(rows) - tp
-        return Curve(self.values, tp, fp, float(tp[-1]), float(tp[-1] + fp[-1]))
-
-
 def _present(curve: Curve) -> Curve:
     """Only the cut-offs that are values of the (resampled) rows: those where the flagged count grows."""
     keep = np.diff(curve.flagged, prepend=0.0) > 0
@@ -177,7 +122,7 @@ def sweep(values: Any, labels: Any) -> Curve:
     """Exact confusion counts at every distinct value of ``values`` used as the cut-off."""
     v = check_values(values)
     y = check_labels(labels, v.size, both=False)
-    return _Groups(v).curve(y)
+    return evaluate.ScoreGroups(v).curve(y)
 
 
 # --------------------------------------------------------------------------- optimising
@@ -259,7 +204,7 @@ def optimal_threshold(probs: Any, labels: Any, objective: str | None = None, *, 
     objective = resolve_objective(objective, min_precision, costs)
     p = check_values(probs)
     y = check_labels(labels, p.size, column)
-    curve = _Groups(p).curve(y)
+    curve = evaluate.ScoreGroups(p).curve(y)
     j = _best(curve, objective, min_precision, costs)
     if j is None:
         k = int(np.nanargmax(curve.precision[::-1]))
@@ -312,7 +257,7 @@ def bootstrap_interval(probs: Any, labels: Any, objective: str | None = None, *,
     if threshold is None:
         threshold = optimal_threshold(p, y, objective, min_precision=min_precision, cost_fp=cost_fp,
                                       cost_fn=cost_fn).threshold
-    groups = _Groups(p)
+    groups = evaluate.ScoreGroups(p)
     at = int(np.searchsorted(-groups.values, -threshold, side="right")) - 1  # last value >= threshold
     rng = np.random.default_rng(seed)
     cuts, values, skipped = [], [], 0
