@@ -282,10 +282,13 @@ from adpipe.core import (  # noqa: E402,F401  (add the `alerts` and `models` gro
     cli_alerts,
     cli_benchmark,
     cli_compare,
+    cli_docs,
     cli_drift,  # noqa: E402,F401  (add the `drift` group)
     cli_explain,
+    cli_keys,
     cli_models,
     cli_profile,
+    cli_serve,
     cli_threshold,
     cli_tune,
 )

@@ -1,0 +1,1 @@
+"""PLACEHOLDER: the `adpipe docs` command (being written)."""

@@ -1,0 +1,1 @@
+"""PLACEHOLDER: the `adpipe keys` command (being written)."""

@@ -1,0 +1,1 @@
+"""PLACEHOLDER: the `adpipe serve` command (being written)."""
