@@ -41,7 +41,7 @@ def adpipe_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     home = tmp_path_factory.mktemp("adpipe_home")
     monkeypatch.setenv("ADPIPE_HOME", str(home))
     monkeypatch.setenv("ADPIPE_STORE", str(home / "models"))
-    for var in ("ADPIPE_MODEL_KEY", "ADPIPE_MODEL_TRUST"):
+    for var in ("ADPIPE_MODEL_KEY", "ADPIPE_MODEL_TRUST", "ADPIPE_ENV", "ADPIPE_OVERRIDES"):  # no env file / overrides
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -5,13 +5,27 @@ then in the groups shipped with adpipe (``adpipe/configs/<kind>/``). A stage
 written inline can be swapped the same way (``detector=lof``), and a mapping
 override (``threshold={type: top_k, k: 40}``) replaces the whole stage
 instead of merging into it.
+
+Environment files and precedence (lowest first; docs/configuration.md)::
+
+    plugin Params defaults < config file (and its defaults list) < env file
+        < ADPIPE_OVERRIDES < command-line overrides
+
+``env=prod`` among the overrides (or ``ADPIPE_ENV=prod``) merges
+``<config's folder>/env/prod.yaml`` over the config: Hydra adds it to the
+defaults list as ``+env@_global_=prod``, after the config's ``_self_``. It is a
+partial config and may pick group options (``defaults: [override /detector: lof]``).
+``ADPIPE_OVERRIDES`` holds more Hydra overrides, split like a shell would split them.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import shlex
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from adpipe.core.errors import ConfigError
@@ -23,21 +37,135 @@ STAGES = {"source": "source", "detector": "detector", "threshold": "threshold", 
 STAGE_LISTS = {"preprocess": "preprocessor", "sinks": "sink", "alerts": "alert_channel"}
 
 
-def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Compose ``path`` with Hydra, apply ``overrides`` and resolve interpolations."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+ENV_VAR = "ADPIPE_ENV"
+OVERRIDES_VAR = "ADPIPE_OVERRIDES"
+COMMAND_LINE = "command line"
 
+
+@dataclass(frozen=True)
+class Layers:
+    """The overrides of one composition by where they come from, lowest precedence first."""
+
+    env_file: Path | None  # <config's folder>/env/<name>.yaml
+    environ: tuple[str, ...]  # from ADPIPE_OVERRIDES
+    cli: tuple[str, ...]  # the caller's overrides, without env=
+
+    @property
+    def env(self) -> list[str]:
+        return [f"+env@_global_={self.env_file.stem}"] if self.env_file else []
+
+    def overrides(self) -> list[str]:
+        return [*self.env, *self.environ, *self.cli]
+
+
+def config_file(path: str | Path) -> Path:
+    """The config file ``path`` names (``.yaml`` may be left out), resolved; ConfigError if missing."""
     path = Path(path).expanduser()
     if path.suffix not in (".yaml", ".yml"):
         path = path.with_suffix(".yaml") if not path.exists() else path
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path} (looked in {path.resolve()}).",
                           hint="pass config=PATH to an existing .yaml file")
-    path = path.resolve()
+    return path.resolve()
+
+
+def layers(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Layers:
+    """Split ``overrides`` into the env choice (``env=NAME``, else ``$ADPIPE_ENV``), ``$ADPIPE_OVERRIDES``
+    and the rest. ``env=`` with no name turns a ``$ADPIPE_ENV`` off."""
+    path = config_file(path)
+    name, cli = None, []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq and key.strip() == "env":
+            name = value.strip()
+        else:
+            cli.append(o)
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip()
+    try:
+        environ = tuple(shlex.split(os.environ.get(OVERRIDES_VAR, "")))
+    except ValueError as exc:
+        raise ConfigError(f"{OVERRIDES_VAR} cannot be split into overrides: {exc}.",
+                          hint=f"quote as in a shell: {OVERRIDES_VAR}=\"threshold.contamination=0.01 "
+                               f"'sinks=[{{type: csv, path: out.csv}}]'\"") from None
+    return Layers(env_file(path, name) if name else None, environ, tuple(cli))
+
+
+def env_names(path: Path) -> list[str]:
+    """The env files available to the config at ``path``."""
+    folder = Path(path).parent / "env"
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def env_file(path: Path, name: str) -> Path:
+    """``<config's folder>/env/<name>.yaml``, checked to be a readable YAML mapping."""
+    import yaml
+
+    folder = path.parent / "env"
+    file = folder / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not file.is_file():
+        available = env_names(path)
+        raise ConfigError(f"{path}: unknown env '{name}': there is no {file}.",
+                          hint=(f"available envs: {', '.join(available)}" if available
+                                else f"create {folder}/{name}.yaml (a partial config merged over the config)"))
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: cannot read the env file: {' '.join(str(exc).split())}",
+                          hint="check the YAML syntax") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{file}: an env file must be a mapping of config keys, got {type(data).__name__}.",
+                          hint="e.g. threshold: {contamination: 0.01}")
+    return file
+
+
+def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Compose ``path`` with Hydra, merge the env file, apply ``$ADPIPE_OVERRIDES`` then ``overrides``, and
+    resolve interpolations."""
+    path = config_file(path)
+    return _compose(path, layers(path, overrides).overrides())
+
+
+def sources(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """Which layer set each value of the composed config: dotted key -> the config file, the env file,
+    ``ADPIPE_OVERRIDES`` or ``command line`` (lists count as one value: Hydra replaces them whole)."""
+    path = config_file(path)
+    lay = layers(path, overrides)
+    steps = [(str(path), [])]
+    if lay.env_file:
+        steps.append((str(lay.env_file), lay.env))
+    if lay.environ:
+        steps.append((OVERRIDES_VAR, [*lay.env, *lay.environ]))
+    if lay.cli:
+        steps.append((COMMAND_LINE, lay.overrides()))
+    out: dict[str, str] = {}
+    before: dict = {}
+    for label, step in steps:
+        now = flatten(_compose(path, step))
+        out.update({k: label for k, v in now.items() if k not in before or before[k] != v})
+        before = now
+    return {k: out[k] for k in before}
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty mappings are values."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _compose(path: Path, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Compose the config file ``path`` with exactly these Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     replaced = _stage_swaps(overrides, mappings_only=True)
     if replaced:  # Hydra would merge the new mapping into the old stage's keys
         return _compose_with_swaps(path, overrides, replaced)
@@ -54,11 +182,24 @@ def compose(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> di
             return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException) as exc:
         text = " ".join(str(exc).split())
-        missing_option = re.search(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*?) Config", text)
+        missing_option = re.search(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*?) Config",
+                                   text)
         if missing_option:
             group, option, options = missing_option.groups()
             raise ConfigError(f"{path}: {group}={option}: there is no '{option}' config in the '{group}' group.",
                               hint=suggest(option, options.split())) from None
+        unset = re.search(r"Environment variable '([^']+)' not found.*?full_key: (\S+)", text)
+        if unset:
+            envs = [o.rpartition("=")[2] for o in overrides if o.startswith("+env@_global_=")]
+            where = f"{path}" + "".join(f" or {path.parent / 'env' / e}.yaml" for e in envs)
+            raise ConfigError(f"{where}: {unset.group(2)} needs the environment variable {unset.group(1)}, "
+                              "which is not set.", hint=f"export {unset.group(1)}=..., or give a default: "
+                              f"${{oc.env:{unset.group(1)},default}}") from None
+        in_env = re.search(r"In '(env/[^']+)': (.*)", text)
+        if in_env:
+            raise ConfigError(f"{path.parent / in_env.group(1)}.yaml: {in_env.group(2)}",
+                              hint="`override /GROUP: OPTION` in an env file needs the config to pick GROUP in "
+                                   "its defaults list (e.g. `- detector: iforest`)") from None
         bad_key = re.search(r"Could not override '([^']+)'", text)
         swaps = _stage_swaps(overrides)
         if bad_key and bad_key.group(1) in swaps:
@@ -103,7 +244,7 @@ def _compose_with_swaps(path: Path, overrides, swaps: dict[str, str | dict]) -> 
     def stage_of(o: str) -> str:
         return o.lstrip("+~").partition("=")[0].split(".")[0]
 
-    raw = compose(path, [o for o in overrides if stage_of(o) not in swaps])
+    raw = _compose(path, [o for o in overrides if stage_of(o) not in swaps])
     for key, name in swaps.items():
         if isinstance(name, dict):  # a whole new stage: nothing merges into it
             raw[key] = name
@@ -131,7 +272,7 @@ def _key_hint(path: Path, overrides, key: str) -> str:
     parent, _, leaf = key.rpartition(".")
     add = f"to add it anyway: +{key}=..."
     try:
-        node = compose(path, rest)
+        node = _compose(path, rest)
         for part in filter(None, parent.split(".")):
             node = node[int(part)] if isinstance(node, list) else node[part]
     except (ConfigError, KeyError, IndexError, ValueError, TypeError):
