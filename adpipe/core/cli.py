@@ -10,7 +10,8 @@
     adpipe plugins show iforest
 
 Arguments after the command are ``config=PATH`` plus Hydra overrides
-(``key=value``, ``+key=value``, ``~key``, ``group=option``).
+(``key=value``, ``+key=value``, ``~key``, ``group=option``) and ``env=NAME``
+(merge ``<config's folder>/env/NAME.yaml``; see docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -72,15 +73,25 @@ def config_args(args: tuple[str, ...]) -> tuple[str, list[str]]:
 
 @click.group(context_settings=CONTEXT, epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--log-format", type=click.Choice(["text", "json"], case_sensitive=False), default="text",
+              envvar="ADPIPE_LOG_FORMAT", show_default=True,
+              help="Log lines as text or as JSON lines (timestamp, level, logger, message, run fields) "
+                   "[env ADPIPE_LOG_FORMAT].")
+@click.option("--log-file", type=click.Path(dir_okay=False), envvar="ADPIPE_LOG_FILE",
+              help="Append log lines to this file instead of stderr [env ADPIPE_LOG_FILE].")
 @click.version_option(package_name="adpipe")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
-    """adpipe: anomaly-detection pipelines from YAML configs."""
-    ctx.obj = {"debug": debug}
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if not debug:  # a stream's status lines, warm-up, refits and reloads
-        logging.getLogger("adpipe.stream").setLevel(logging.INFO)
+def cli(ctx: click.Context, debug: bool, log_format: str, log_file: str | None) -> None:
+    """adpipe: anomaly-detection pipelines from YAML configs.
+
+    Tracing: set OTEL_TRACES_EXPORTER=console|otlp (and OTEL_EXPORTER_OTLP_ENDPOINT) for OpenTelemetry
+    spans per run and stage; needs pip install 'adpipe[otel]'.
+    """
+    from adpipe.core import logs, tracing
+
+    ctx.obj = {"debug": debug, "log_format": log_format, "log_file": log_file}
+    logs.configure(log_format, log_file, level=logging.DEBUG if debug else logging.WARNING)
+    tracing.configure()
 
 
 run_args = click.argument("args", nargs=-1, metavar="config=PATH [OVERRIDES]...")
@@ -196,15 +207,23 @@ def validate(args: tuple[str, ...]) -> None:
 
 @cli.command("config", context_settings={**CONTEXT, "ignore_unknown_options": True})
 @run_args
-def show_config(args: tuple[str, ...]) -> None:
-    """Print the composed, validated config with every default filled in."""
+@click.option("--sources", is_flag=True, help="Print where each value came from (config file, env file, "
+              "ADPIPE_OVERRIDES, command line, default) instead of the values.")
+def show_config(args: tuple[str, ...], sources: bool) -> None:
+    """Print the composed, validated config with every default filled in (env=NAME merges configs/env/NAME.yaml)."""
     import yaml
 
-    from adpipe.core.config import load_config
+    from adpipe.core.config import load_config, value_sources
     from adpipe.core.secrets import mask
 
     config, overrides = config_args(args)
-    click.echo(yaml.safe_dump(mask(load_config(config, overrides).to_dict()), sort_keys=False), nl=False)
+    cfg = load_config(config, overrides)
+    if sources:
+        origin = value_sources(config, overrides, cfg)
+        width = max(map(len, origin), default=0)
+        click.echo("".join(f"{key:<{width}}  {where}\n" for key, where in origin.items()), nl=False)
+        return
+    click.echo(yaml.safe_dump(mask(cfg.to_dict()), sort_keys=False), nl=False)
 
 
 @cli.group(context_settings=CONTEXT)

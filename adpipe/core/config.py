@@ -14,9 +14,9 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adpipe.core.compose import STAGE_LISTS, STAGES, compose
+from adpipe.core.compose import COMMAND_LINE, OVERRIDES_VAR, STAGE_LISTS, STAGES, compose, sources
 from adpipe.core.errors import ConfigError
 from adpipe.core.plugin import Params, Plugin
 from adpipe.core.registry import Registry, get_registry, suggest
@@ -183,6 +183,52 @@ class ExplainSpec(_Spec):
                               "(features adding less than a fifth of the top one's contribution are left out)")
 
 
+class MetricsSpec(_Spec):
+    """Metrics a batch run (``adpipe run``, ``adpipe score``) pushes when it ends, failed or not; a push that
+    fails is logged as a warning and never fails the run. See docs/observability.md."""
+
+    pushgateway: str | None = Field(None, description="Prometheus Pushgateway URL, e.g. http://pushgateway:9091 "
+                                    "(null: no push)")
+    job: str = Field("adpipe", min_length=1, description="the `job` label of the push (grouping key)")
+    grouping: dict[str, str] = Field(default_factory=dict, description="more grouping-key labels, e.g. {env: "
+                                     "prod}; `pipeline` is always added")
+    textfile: Path | None = Field(None, description="also write the metrics to this .prom file, for "
+                                  "node-exporter's textfile collector (null: no file)")
+    timeout_seconds: float = Field(5, gt=0, le=300, description="give up on the push after this long")
+
+    @field_validator("pushgateway")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return value
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError("must be an http(s) URL like http://pushgateway:9091")
+        url.port  # noqa: B018  (raises ValueError on a port that is not a number or out of range)
+        return value
+
+    @field_validator("grouping")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for key in value:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key) or key.startswith("__"):
+                raise ValueError(f"{key!r} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+            if key in ("job", "pipeline"):
+                raise ValueError(f"{key!r} is set by adpipe (metrics.job; the config's name)")
+        return value
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError("must end in .prom (node-exporter's textfile collector reads only *.prom files)")
+        return value
+
+
 SECTIONS: dict[str, type[_Spec]] = {
     "columns": ColumnsSpec,
     "fit": FitSpec,
@@ -195,6 +241,7 @@ SECTIONS: dict[str, type[_Spec]] = {
     "drift": DriftSpec,
     "tune": TuneSpec,
     "explain": ExplainSpec,
+    "metrics": MetricsSpec,
 }
 TOP_KEYS = ["name", *SECTIONS, *STAGES, *STAGE_LISTS]
 DEFAULTS = {"threshold": {"type": "contamination"}, "sinks": [], "preprocess": [], "alerts": []}
@@ -225,6 +272,7 @@ class PipelineConfig:
     drift: DriftSpec = dataclass_field(default_factory=DriftSpec)
     tune: TuneSpec = dataclass_field(default_factory=TuneSpec)
     explain: ExplainSpec = dataclass_field(default_factory=ExplainSpec)
+    metrics: MetricsSpec = dataclass_field(default_factory=MetricsSpec)
     drift_detectors: list[StageSpec] = dataclass_field(default_factory=list)
     path: Path | None = None
     raw: dict | None = None  # the composed config, before validation
@@ -233,7 +281,7 @@ class PipelineConfig:
         """The composed, validated config with every default filled in."""
         out: dict[str, Any] = {"name": self.name}
         for key in ("columns", "fit", "calibration", "severity", "validation", "engine", "summary", "stream",
-                    "drift", "tune", "explain"):
+                    "drift", "tune", "explain", "metrics"):
             out[key] = getattr(self, key).model_dump(mode="json")
         out["drift"]["detectors"] = [s.to_dict() for s in self.drift_detectors]
         out["fit"]["source"] = self.fit_source.to_dict() if self.fit_source else None
@@ -269,8 +317,56 @@ def load_config(
         default_name = file.stem
     else:
         raw, file, base, default_name = dict(data), None, (base_dir or Path.cwd()), "pipeline"
-    return validate(raw, base_dir=base, file=file, default_name=default_name, registry=registry,
-                    need_detector=need_detector)
+    try:
+        return validate(raw, base_dir=base, file=file, default_name=default_name, registry=registry,
+                        need_detector=need_detector)
+    except ConfigError as exc:
+        if file is None:
+            raise
+        raise _blame(exc, file, overrides) from None
+
+
+def _blame(exc: ConfigError, file: Path, overrides) -> ConfigError:
+    """Name the env file, ADPIPE_OVERRIDES or the command line in a validation error when they set the value."""
+    import re
+
+    try:
+        origin = sources(file, overrides)
+    except ConfigError:
+        return exc
+    if set(origin.values()) <= {str(file)}:
+        return exc
+    lines = []
+    for line in exc.message.splitlines():
+        rest = line.removeprefix(f"{file}: ")
+        found = re.match(r"unknown top-level key '([^']+)'|unknown key (\S+)|`([^`]+)`|([\w.\[\]]+)", rest)
+        path = next((g for g in found.groups() if g), "") if found and rest != line else ""
+        parts = [p for p in re.split(r"[.\[\]]+", path) if p]
+        label = next((origin[k] for k in (".".join(parts[:i]) for i in range(len(parts), 0, -1)) if k in origin),
+                     str(file))
+        if label == COMMAND_LINE or label == OVERRIDES_VAR:
+            line += f" (set by {'a command-line override' if label == COMMAND_LINE else OVERRIDES_VAR})"
+        elif label != str(file):
+            line = f"{label}: {rest} (env file merged over {file})"
+        lines.append(line)
+    return ConfigError("\n".join(lines), hint=exc.hint)
+
+
+def value_sources(path: str | Path, overrides: list[str] | tuple[str, ...], cfg: PipelineConfig) -> dict[str, str]:
+    """Where each value of ``cfg`` came from: a file, ADPIPE_OVERRIDES, the command line or ``default``
+    (a section left out entirely shows as one ``default`` line)."""
+    from adpipe.core.compose import flatten
+
+    origin = sources(path, overrides)
+    given = {k.split(".")[0] for k in origin}
+    out = {}
+    for key, value in cfg.to_dict().items():
+        if key not in given:
+            out[key] = "default"
+            continue
+        for sub in (flatten({key: value}) if isinstance(value, dict) else {key: value}):
+            out[sub] = origin.get(sub, "default")
+    return out
 
 
 def validate(raw: dict, *, base_dir: Path, file: Path | None, default_name: str,

@@ -213,7 +213,10 @@ class RunState:
         feed = self.runner.feed
         log.info("%s: %s records (%s/s), %s anomalies, %s rejected, buffer %s/%s, model %s", self.cfg.name,
                  f"{s.rows_in:,}", f"{rate:,.0f}", f"{s.anomalies:,}", f"{s.rows_rejected:,}",
-                 f"{feed.rows if feed else 0:,}", f"{feed.capacity if feed else 0:,}", s.model_version)
+                 f"{feed.rows if feed else 0:,}", f"{feed.capacity if feed else 0:,}", s.model_version,
+                 extra={"rows_in": s.rows_in, "rows_scored": s.rows_scored, "rows_rejected": s.rows_rejected,
+                        "anomalies": s.anomalies, "rows_per_second": round(rate, 1),
+                        "buffer_rows": feed.rows if feed else 0})
         self.write_metrics()
 
     def write_metrics(self) -> None:

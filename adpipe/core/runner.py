@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import pandas as pd
 
-from adpipe.core import evaluate
+from adpipe.core import evaluate, logs
 from adpipe.core.config import PipelineConfig
 from adpipe.core.context import RunContext
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, SinkError
@@ -78,6 +78,7 @@ class Runner:
         ctx = RunContext(pipeline=cfg.name, model_version=model.model_version if model else "",
                          base_dir=cfg.base_dir, config_path=cfg.path,
                          id_columns=model.id_columns if model else list(cfg.columns.id or []))
+        logs.annotate(run_id=ctx.run_id, model_version=ctx.model_version or None)  # log lines of this run carry them
         summary = RunSummary(pipeline=cfg.name, run_id=ctx.run_id, model_version=ctx.model_version,
                              detector=cfg.detector.type if cfg.detector else "", started_at=ctx.started_at.isoformat(),
                              training=model.training if model else {}, config_path=str(cfg.path) if cfg.path else None)

@@ -10,18 +10,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from adpipe.core import tracing
+
 
 class StageTimer:
-    """Accumulates wall-clock seconds per stage name."""
+    """Accumulates wall-clock seconds per stage name; each call is also an OpenTelemetry span
+    ``adpipe.<stage>`` (a no-op without an SDK). ``timer("validate", rows=n)`` adds span attributes."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
     @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
+    def __call__(self, stage: str, **attributes: Any) -> Iterator[Any]:
         start = time.perf_counter()
         try:
-            yield
+            if tracing.enabled():
+                with tracing.stage_span(stage, attributes) as span:
+                    yield span
+            else:  # no SDK: no span at all
+                yield tracing.NO_SPAN
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
