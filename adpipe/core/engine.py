@@ -11,15 +11,16 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from adpipe.core import evaluate, schema, validation
+from adpipe.core import evaluate, metrics_push, schema, tracing, validation
 from adpipe.core.calibration import Calibrator
 from adpipe.core.config import PipelineConfig, load_config
 from adpipe.core.errors import AdpipeError, ConfigError, DataError, ModelError, PluginError, SchemaMismatchError
@@ -30,6 +31,11 @@ from adpipe.core.registry import Registry, get_registry
 from adpipe.core.runner import Runner, alert_failure, fitting_status
 from adpipe.core.spill import Spill
 from adpipe.core.summary import RunSummary, StageTimer
+
+if TYPE_CHECKING:
+    from adpipe.core.messages import BatchResult
+
+log = logging.getLogger("adpipe.engine")
 
 
 class Pipeline:
@@ -56,11 +62,17 @@ class Pipeline:
     # ------------------------------------------------------------------ fit
     def fit(self, data: Any = None) -> "FittedPipeline":
         """Fit on ``data`` (any table :func:`to_frame` accepts) or on the configured training source."""
-        timer = StageTimer()
-        with timer("read_training"):
-            frame = to_frame(data) if data is not None else self.read_training()
-        rows = None if data is not None else frame.index.to_numpy()
-        self.model_ = FittedPipeline.fit(self.config, frame, timer=timer, row_numbers=rows)
+        with tracing.observe("fit", self.config.name) as span:
+            timer = StageTimer()
+            with timer("read_training") as stage:
+                frame = to_frame(data) if data is not None else self.read_training()
+                stage.set_attribute("adpipe.rows", len(frame))
+            rows = None if data is not None else frame.index.to_numpy()
+            self.model_ = model = FittedPipeline.fit(self.config, frame, timer=timer, row_numbers=rows)
+            fields = {"model_version": model.model_version, "rows": model.training.get("rows"),
+                      "rows_rejected": model.training.get("rejected"), "seconds": model.training.get("seconds")}
+            span.set_attributes({f"adpipe.{k}": v for k, v in fields.items() if v is not None})
+            log.info("fitted %s on %s rows", model.model_version, fields["rows"], extra=fields)
         return self.model_
 
     def read_training(self, spill: Spill | None = None) -> pd.DataFrame:
@@ -95,6 +107,36 @@ class Pipeline:
     def run(self, *, model: "FittedPipeline | None" = None, progress: bool = False, write_summary: bool = True,
             sinks: list | None = None, model_ref: str | None = None, store: Any = None,
             trusted: bool = False) -> RunSummary:
+        """Fit on the training data, then score the source into every sink (see :meth:`_run`).
+
+        The run is traced (span ``adpipe.run``), logged with its run fields, and its metrics are pushed as
+        the config's ``metrics:`` section says, for failed runs too (a failed push only logs a warning).
+        """
+        name = model.config.name if model is not None else self.config.name
+        started = time.perf_counter()
+        try:
+            with tracing.observe("run", name, model_version=model.model_version if model is not None else None) \
+                    as span:
+                summary = self._run(model=model, progress=progress, write_summary=write_summary, sinks=sinks,
+                                    model_ref=model_ref, store=store, trusted=trusted)
+                tracing.finish(span, summary)
+                fields = {"run_id": summary.run_id, "model_version": summary.model_version, "status": summary.status,
+                          "rows_in": summary.rows_in, "rows_scored": summary.rows_scored,
+                          "rows_rejected": summary.rows_rejected, "anomalies": summary.anomalies,
+                          "seconds": round(summary.seconds, 4)}
+                log.info("run of %s finished: %s rows scored, %s anomalies", summary.pipeline, summary.rows_scored,
+                         summary.anomalies, extra=fields)
+        except BaseException:
+            metrics_push.push(getattr(self.config, "metrics", None), name, status="failed",
+                              seconds=time.perf_counter() - started)
+            raise
+        metrics_push.push(getattr(self.config, "metrics", None), summary.pipeline, status=summary.status,
+                          seconds=summary.seconds, summary=summary)
+        return summary
+
+    def _run(self, *, model: "FittedPipeline | None" = None, progress: bool = False, write_summary: bool = True,
+             sinks: list | None = None, model_ref: str | None = None, store: Any = None,
+             trusted: bool = False) -> RunSummary:
         """Fit on the training data, then score the source into every sink.
 
         With ``model`` (e.g. from :func:`adpipe.load_model`) nothing is fitted: the model brings its
@@ -292,7 +334,7 @@ class FittedPipeline:
                 hint=f"encode it with preprocess: [{{type: onehot, columns: [{col}]}}] or leave it out with "
                      f"columns.exclude: [{col}]",
             )
-        with timer("validate"):
+        with timer("validate", rows=len(frame)):
             checked = self._check(frame, where="training data", row_numbers=row_numbers)
         if len(checked.frame) == 0:
             raise DataError("No valid training rows remain after validation.", hint="inspect the reject output")
@@ -487,7 +529,8 @@ class FittedPipeline:
         try:
             x = np.array([[record[c] for c in self.numeric_columns]], dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise DataError(f"The record has a value that is not a number: {exc}.",
+            bad = [c for c in self.numeric_columns if not _is_number(record[c])]
+            raise DataError(f"The record has a value that is not a number in {', '.join(map(repr, bad))}: {exc}.",
                             hint=f"features {', '.join(self.numeric_columns)} must be numbers") from None
         if not np.isfinite(x).all():
             bad = [c for c, v in zip(self.numeric_columns, x[0]) if not np.isfinite(v)]
@@ -513,7 +556,7 @@ class FittedPipeline:
         timer = timer or StageTimer()
         if self.detector is None:
             raise ModelError("The model is not fitted.", hint="fit the pipeline first")
-        with timer("validate"):
+        with timer("validate", rows=len(frame)):
             if self.schema is not None:
                 self.schema.check(frame)
             else:
@@ -583,3 +626,59 @@ class FittedPipeline:
         band = np.searchsorted([sev.medium, sev.high, sev.critical], probs, side="right") + 1
         names = np.array(schema.SEVERITIES, dtype=object)
         return names[np.where(flags, band, 0)]
+
+    # ------------------------------------------------------------------ messages (adpipe.core.messages)
+    def score_records(self, records: Sequence[Mapping[str, Any]], run_id: str = "") -> "BatchResult":
+        """Score a list of records (column -> value): a :class:`adpipe.core.messages.BatchResult`.
+
+        Records with unusable values are rejected with a reason (``RejectedRecord.index`` is the record's
+        position), or imputed under ``validation.on_invalid: impute``; records lacking one of the model's
+        columns altogether raise :class:`adpipe.SchemaMismatchError`.
+        """
+        from adpipe.core.messages import BatchResult, RejectedRecord
+
+        started = time.perf_counter()
+        frame = records_frame(records)
+        if len(frame) == 0:
+            result, rejected = pd.DataFrame(), pd.DataFrame({schema.REJECT_REASON: []})
+        else:
+            policy = "drop" if self.config.validation.on_invalid == "raise" else None
+            result, rejected = self.score_batch(frame, run_id=run_id, policy=policy)
+        columns = list(result.columns)
+        values = [result[c].tolist() for c in columns]
+        rows = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+        reasons = [RejectedRecord.model_construct(index=int(i), reason=str(r))
+                   for i, r in zip(rejected.index, rejected[schema.REJECT_REASON].tolist(), strict=True)]
+        anomalies = int(result[schema.LABEL].sum()) if len(result) else 0
+        return BatchResult.model_construct(
+            model=self.config.name, model_version=self.model_version, run_id=run_id, rows_in=len(frame),
+            rows_scored=len(result), rows_rejected=len(rejected), anomalies=anomalies,
+            seconds=round(time.perf_counter() - started, 6), results=rows, rejected=reasons)
+
+
+def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A DataFrame from records (column -> value), built column by column (the fast way for JSON records).
+
+    Columns are those of the first record, or the union in first-seen order when records differ; a
+    record lacking a column gets a missing value there.
+    """
+    if not isinstance(records, Sequence) or not all(type(r) is dict or isinstance(r, Mapping) for r in records):
+        raise DataError("Records must be a list of mappings (column -> value).",
+                        hint='send e.g. [{"amount": 12.5, "hour": 3}, ...]')
+    if not records:
+        return pd.DataFrame()
+    order = tuple(records[0])
+    if all(tuple(r) == order for r in records):  # the usual case: rows as tuples (pandas infers each column)
+        return pd.DataFrame.from_records([tuple(r.values()) for r in records], columns=list(order))
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    return pd.DataFrame({c: [r.get(c) for r in records] for c in columns}, columns=columns)
+
+
+def _is_number(value: Any) -> bool:
+    if value is None:  # missing, reported as such
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
