@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import adpipe
+from adpipe.plugins.algorithms import _forest
 from adpipe.plugins.algorithms._catalog import CATALOG, FIXED_CONTAMINATION, Entry
 from adpipe.plugins.algorithms._common import (
     as_matrix,
@@ -121,7 +122,7 @@ class PyODDetector(adpipe.Detector):
         mode = self.entry.batch_scoring
         with model_errors(self.name, "score", X), quiet(self.entry.quiet):
             if mode is None:
-                scores = self.model_.decision_function(X)
+                scores = self._decision_function(X)
             else:
                 block = self.block_rows()
                 parts = []
@@ -134,6 +135,14 @@ class PyODDetector(adpipe.Detector):
                     parts.append(np.asarray(part, dtype=float).reshape(-1))
                 scores = np.concatenate(parts)
         return scores_1d(scores, X.shape[0], self.name)
+
+    def _decision_function(self, X: np.ndarray) -> np.ndarray:
+        """PyOD's ``decision_function``; an isolation forest scores a few rows by its packed trees (identical
+        scores, ~40x faster for one row: see ``_forest``)."""
+        if type(self.model_).__name__ == "IForest" and X.shape[0] <= _forest.SMALL_ROWS:
+            forest = self.model_.detector_
+            return (_forest.score_samples(forest, X) - forest.offset_) * -1  # PyOD: invert_order(decision_function)
+        return self.model_.decision_function(X)
 
     def block_rows(self) -> int:
         """Rows scored per PyOD call by detectors that score a batch as a set."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 import numpy as np
 
 import adpipe
+from adpipe.plugins.algorithms import _forest
 from adpipe.plugins.algorithms._common import as_matrix, check_fitted, check_width, model_errors, scores_1d
 
 _PosInt = Annotated[int, adpipe.Field(ge=1)]
@@ -56,7 +57,10 @@ class _SklearnDetector(adpipe.Detector):
         if X.shape[0] == 0:
             return np.empty(0, dtype=float)
         with model_errors(self.name, "score", X):
-            return scores_1d(-self.model_.score_samples(X), X.shape[0], self.name)
+            return scores_1d(-self.score_samples(X), X.shape[0], self.name)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.score_samples(X)
 
 
 class IsolationForest(_SklearnDetector):
@@ -87,6 +91,9 @@ class IsolationForest(_SklearnDetector):
         from sklearn.ensemble import IsolationForest as Model
 
         return Model(**self.params.model_dump())
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return _forest.score_samples(self.model_, X)  # a few rows: all trees at once, identical scores
 
 
 class LocalOutlierFactor(_SklearnDetector):
