@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import blob_frame, write_yaml
@@ -109,6 +110,48 @@ def test_single_and_batch_scores_equal_in_process(tmp_path, store, data):
     # the engine's own message type gives the same answer in-process
     in_process = model.score_records(rows, run_id=body["run_id"])
     assert in_process.model_dump(exclude={"seconds"}) == {k: v for k, v in body.items() if k != "seconds"}
+
+
+def test_batch_as_columns_and_as_arrow_equal_the_records_batch(tmp_path, store, data):
+    import pyarrow as pa
+
+    model = load_model("blob@2", store=store)
+    bad = data.copy()
+    bad.loc[5, "f0"] = np.nan  # one row the model rejects, with its reason
+    local, rejected = model.score_batch(bad, policy="drop")
+    assert list(rejected.index) == [5]
+    sink = pa.BufferOutputStream()
+    table = pa.Table.from_pandas(bad, preserve_index=False)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    with running(tmp_path, store) as client:
+        columns = {c: json.loads(bad[c].to_json(orient="values")) for c in bad.columns}  # NaN as null
+        cols = client.post("/v1/models/blob/score/batch", json={"columns": columns})
+        assert cols.status_code == 200, cols.text
+        body = cols.json()
+        arrow = client.post("/v1/models/blob/score/batch", content=sink.getvalue().to_pybytes(),
+                            headers={"content-type": "application/vnd.apache.arrow.stream"})
+        assert arrow.status_code == 200, arrow.text
+        assert client.post("/v1/models/blob/score/batch", content=b"not arrow",
+                           headers={"content-type": "application/vnd.apache.arrow.stream"}).status_code == 400
+        short = client.post("/v1/models/blob/score/batch", json={"columns": {"id": [1, 2], "f0": [0.1]}})
+        assert short.status_code == 422 and "same number of values" in short.json()["message"]
+        both = client.post("/v1/models/blob/score/batch", json={"columns": {"id": [1]}, "records": []})
+        assert both.status_code == 422
+    assert body["results"] == [] and (body["rows_in"], body["rows_scored"], body["rows_rejected"]) == (400, 399, 1)
+    assert body["rejected"][0]["index"] == 5 and "f0" in body["rejected"][0]["reason"]
+    assert body["columns"]["id"] == local["id"].tolist()
+    for col in ("anomaly_score", "anomaly_probability"):
+        assert np.allclose(body["columns"][col], local[col].to_numpy(), rtol=0, atol=1e-12)
+    assert body["columns"]["is_anomaly"] == local["is_anomaly"].tolist()
+    assert body["columns"]["severity"] == local["severity"].tolist()
+    got = pa.ipc.open_stream(arrow.content).read_all()
+    assert arrow.headers["x-adpipe-rows-rejected"] == "1" and arrow.headers["x-adpipe-rows-in"] == "400"
+    assert json.loads(got.schema.metadata[b"adpipe.rejected"])[0]["index"] == 5
+    frame = got.to_pandas()
+    assert frame["id"].tolist() == local["id"].tolist()
+    assert np.allclose(frame["anomaly_score"], local["anomaly_score"], rtol=0, atol=1e-12)
+    assert frame["is_anomaly"].tolist() == local["is_anomaly"].tolist()
 
 
 def test_version_selection_and_promotion(tmp_path, store, data):

@@ -635,25 +635,36 @@ class FittedPipeline:
         position), or imputed under ``validation.on_invalid: impute``; records lacking one of the model's
         columns altogether raise :class:`adpipe.SchemaMismatchError`.
         """
+        result, batch = self.score_table(records_frame(records), run_id=run_id)
+        batch.results = result_rows(result)
+        return batch
+
+    def score_table(self, frame: pd.DataFrame, run_id: str = "") -> "tuple[pd.DataFrame, BatchResult]":
+        """Score a frame of records as a batch request: (result frame, :class:`BatchResult` with the counts
+        and the rejected rows but no ``results``; ``RejectedRecord.index`` is the row's position)."""
         from adpipe.core.messages import BatchResult, RejectedRecord
 
         started = time.perf_counter()
-        frame = records_frame(records)
+        frame = frame.reset_index(drop=True)
         if len(frame) == 0:
-            result, rejected = pd.DataFrame(), pd.DataFrame({schema.REJECT_REASON: []})
+            result, rejected = pd.DataFrame({schema.LABEL: []}), pd.DataFrame({schema.REJECT_REASON: []})
         else:
             policy = "drop" if self.config.validation.on_invalid == "raise" else None
             result, rejected = self.score_batch(frame, run_id=run_id, policy=policy)
-        columns = list(result.columns)
-        values = [result[c].tolist() for c in columns]
-        rows = [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
         reasons = [RejectedRecord.model_construct(index=int(i), reason=str(r))
                    for i, r in zip(rejected.index, rejected[schema.REJECT_REASON].tolist(), strict=True)]
-        anomalies = int(result[schema.LABEL].sum()) if len(result) else 0
-        return BatchResult.model_construct(
+        batch = BatchResult.model_construct(
             model=self.config.name, model_version=self.model_version, run_id=run_id, rows_in=len(frame),
-            rows_scored=len(result), rows_rejected=len(rejected), anomalies=anomalies,
-            seconds=round(time.perf_counter() - started, 6), results=rows, rejected=reasons)
+            rows_scored=len(result), rows_rejected=len(rejected), anomalies=int(result[schema.LABEL].sum()),
+            seconds=round(time.perf_counter() - started, 6), results=[], columns=None, rejected=reasons)
+        return result, batch
+
+
+def result_rows(result: pd.DataFrame) -> list[dict[str, Any]]:
+    """A result frame as a list of plain dicts (Python scalars), column by column (fast)."""
+    columns = [c for c in result.columns]
+    values = [result[c].tolist() for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def records_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

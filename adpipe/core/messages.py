@@ -69,7 +69,9 @@ class BatchResult(_Message):
     rows_rejected: int
     anomalies: int
     seconds: float = 0.0
-    results: list[ScoredRecord]
+    results: list[ScoredRecord] = Field(default_factory=list, description="one per scored record (records requests)")
+    columns: dict[str, list[Any]] | None = Field(None, description="column -> values of the scored records "
+                                                 "(columns requests)")
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
     def jsonable(self) -> dict[str, Any]:

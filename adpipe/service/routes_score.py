@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from adpipe.core import schema
+from adpipe.core.engine import result_rows
 from adpipe.core.errors import AdpipeError, DataError
 from adpipe.core.messages import BatchRequest, BatchResult, ErrorBody, ScoredRecord, ScoreRequest
 from adpipe.service.errors import ApiError, JSONBody
@@ -74,115 +76,177 @@ def _anomaly(served: Served, out: dict[str, Any], record: dict[str, Any]) -> dic
             "severity": str(out[schema.SEVERITY]), "record": record}
 
 
-def parse_batch(body: bytes, max_rows: int) -> list[dict[str, Any]]:
-    """The records of a batch body (orjson; the standard parser for NaN/Infinity tokens), checked."""
+ARROW = "application/vnd.apache.arrow.stream"
+SHAPE_HINT = 'send {"records": [{"column": value, ...}, ...]} or {"columns": {"column": [values], ...}}'
+
+
+def _invalid(loc: str, msg: str, kind: str, hint: str = SHAPE_HINT) -> ApiError:
+    return ApiError(422, "validation_error", f"The request is not valid: {loc}: {msg}.", hint,
+                    [{"loc": loc, "msg": msg, "type": kind}])
+
+
+def _too_many(rows: int, max_rows: int) -> ApiError:
+    return ApiError(413, "too_many_records", f"The batch has {rows:,} records; this server takes at most "
+                    f"{max_rows:,} per request.", "split the batch into smaller requests")
+
+
+def parse_batch(body: bytes, content_type: str, max_rows: int) -> tuple[pd.DataFrame, str]:
+    """The records of a batch body as a frame, and the body's shape: records, columns or arrow."""
+    if content_type.split(";")[0].strip().lower() == ARROW:
+        return _arrow_frame(body, max_rows), "arrow"
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         try:
             data = json.loads(body)  # accepts NaN and Infinity, which orjson refuses; those rows are rejected
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "malformed_json", f"The request body is not valid JSON: {exc}.",
-                           'send {"records": [{"column": value, ...}, ...]}') from None
-    if not isinstance(data, dict) or "records" not in data:
-        raise ApiError(422, "validation_error", "The request is not valid: records: Field required.",
-                       'send {"records": [{"column": value, ...}, ...]}',
-                       [{"loc": "records", "msg": "Field required", "type": "missing"}])
-    extra = [k for k in data if k != "records"]
+            raise ApiError(400, "malformed_json", f"The request body is not valid JSON: {exc}.", SHAPE_HINT) from None
+    if not isinstance(data, dict) or ("records" in data) == ("columns" in data):
+        raise _invalid("records", "give exactly one of records and columns", "missing")
+    extra = [k for k in data if k not in ("records", "columns")]
     if extra:
         raise ApiError(422, "validation_error", f"The request is not valid: {extra[0]}: Extra inputs are not "
-                       "permitted.", 'send only {"records": [...]}',
-                       [{"loc": str(k), "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
-                        for k in extra[:20]])
+                       "permitted.", SHAPE_HINT, [{"loc": str(k), "msg": "Extra inputs are not permitted",
+                                                   "type": "extra_forbidden"} for k in extra[:20]])
+    if "columns" in data:
+        return _columns_frame(data["columns"], max_rows), "columns"
     records = data["records"]
     if not isinstance(records, list):
-        raise ApiError(422, "validation_error", "The request is not valid: records: Input should be a valid list.",
-                       'send {"records": [{"column": value, ...}, ...]}',
-                       [{"loc": "records", "msg": "Input should be a valid list", "type": "list_type"}])
+        raise _invalid("records", "Input should be a valid list", "list_type")
     if len(records) > max_rows:
-        raise ApiError(413, "too_many_records", f"The batch has {len(records):,} records; this server takes at "
-                       f"most {max_rows:,} per request.", "split the batch into smaller requests")
+        raise _too_many(len(records), max_rows)
     bad = [i for i, r in enumerate(records) if type(r) is not dict]
     if bad:
         raise ApiError(422, "validation_error", f"The request is not valid: records.{bad[0]}: Input should be a "
                        "valid dictionary (an object of column -> value).", "every record is a JSON object",
                        [{"loc": f"records.{i}", "msg": "Input should be a valid dictionary", "type": "dict_type"}
                         for i in bad[:20]])
-    return records
+    from adpipe.core.engine import records_frame
+
+    return records_frame(records), "records"
+
+
+def _columns_frame(columns: Any, max_rows: int) -> pd.DataFrame:
+    if not isinstance(columns, dict) or not columns:
+        raise _invalid("columns", "Input should be a non-empty object of column -> list of values", "dict_type")
+    lengths = {}
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise _invalid(f"columns.{name}", "Input should be a valid list", "list_type")
+        lengths[name] = len(values)
+    if len(set(lengths.values())) > 1:
+        raise _invalid("columns", "every column needs the same number of values, got "
+                       + ", ".join(f"{k}: {n}" for k, n in list(lengths.items())[:10]), "value_error")
+    rows = next(iter(lengths.values()))
+    if rows > max_rows:
+        raise _too_many(rows, max_rows)
+    return pd.DataFrame(columns)
+
+
+def _arrow_frame(body: bytes, max_rows: int) -> pd.DataFrame:
+    import pyarrow as pa
+
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise ApiError(400, "malformed_arrow", f"The request body is not an Arrow IPC stream: {exc}.",
+                       "send pyarrow.ipc.new_stream(...) output with Content-Type " + ARROW) from None
+    if table.num_rows > max_rows:
+        raise _too_many(table.num_rows, max_rows)
+    return table.to_pandas()
+
+
+def _arrow_body(result: pd.DataFrame, batch: BatchResult) -> Response:
+    """The result frame as an Arrow IPC stream; counts in headers, rejected rows in the schema metadata."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(result, preserve_index=False)
+    rejected = orjson.dumps([r.__dict__ for r in batch.rejected])
+    table = table.replace_schema_metadata({b"adpipe.rejected": rejected})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    headers = {"X-Adpipe-Model-Version": batch.model_version, "X-Adpipe-Run-Id": batch.run_id,
+               **{f"X-Adpipe-{k.replace('_', '-').title()}": str(getattr(batch, k))
+                  for k in ("rows_in", "rows_scored", "rows_rejected", "anomalies")}}
+    return Response(sink.getvalue().to_pybytes(), media_type=ARROW, headers=headers)
 
 
 @router.post("/v1/models/{name}/score/batch", summary="Score a batch of records", response_model=BatchResult,
              responses={**ERRORS, 413: {"model": ErrorBody, "description": "more than max_batch_rows records"}},
              openapi_extra={"requestBody": {"required": True,
-                                            "content": {"application/json": {"schema": BATCH_SCHEMA}}}},
+                                            "content": {"application/json": {"schema": BATCH_SCHEMA},
+                                                        ARROW: {"schema": {"type": "string", "format": "binary"}}}}},
              dependencies=[Depends(require("score"))])
-async def score_batch(name: str, request: Request, version: str | None = VERSION) -> JSONBody:
+async def score_batch(name: str, request: Request, version: str | None = VERSION) -> Response:
     service = request.app.state.service
-    records = parse_batch(await request.body(), service.settings.max_batch_rows)
+    body = await request.body()
+    frame, shape = await run_in_threadpool(parse_batch, body, request.headers.get("content-type", ""),
+                                           service.settings.max_batch_rows)
     service.cache.resolve(name, version)  # 404 before any work
     started, started_at = time.perf_counter(), now()
     run_id = uuid.uuid4().hex
 
-    def run() -> BatchResult:
+    def run() -> Response:
         served = service.served(name, service.cache.resolve(name, version))
         try:
             try:
-                result = served.model.score_records(records, run_id=run_id)
+                result, batch = served.model.score_table(frame, run_id=run_id)
             except AdpipeError:
                 raise
             except (TypeError, ValueError, KeyError) as exc:
                 raise _unreadable(exc) from None
-            if result.rows_in and not result.rows_scored:
-                first = result.rejected[0]
-                raise DataError(f"None of the {result.rows_in:,} records can be scored; record {first.index}: "
+            if batch.rows_in and not batch.rows_scored:
+                first = batch.rejected[0]
+                raise DataError(f"None of the {batch.rows_in:,} records can be scored; record {first.index}: "
                                 f"{first.reason}.", hint="send finite numbers for every feature column")
         except DataError as exc:
             service.state.add_run({"id": run_id, "kind": "score_batch", "model": served.ref, "status": "failed",
-                                   "started_at": started_at, "finished_at": now(), "rows_in": len(records),
+                                   "started_at": started_at, "finished_at": now(), "rows_in": len(frame),
                                    "anomalies": 0, "seconds": round(time.perf_counter() - started, 4),
                                    "error": exc.message})
             raise
-        _record_batch(service, served, records, result)
+        _record_batch(service, served, frame, result, batch)
         service.state.add_run({"id": run_id, "kind": "score_batch", "model": served.ref, "status": "succeeded",
-                               "started_at": started_at, "finished_at": now(), "rows_in": result.rows_in,
-                               "anomalies": result.anomalies, "seconds": round(time.perf_counter() - started, 4),
+                               "started_at": started_at, "finished_at": now(), "rows_in": batch.rows_in,
+                               "anomalies": batch.anomalies, "seconds": round(time.perf_counter() - started, 4),
                                "error": None})
-        return result
+        if shape == "arrow":
+            return _arrow_body(result, batch)
+        if shape == "columns":
+            batch.columns = {c: (v.tolist() if v.dtype == object else v) for c, v in
+                             ((c, result[c].to_numpy()) for c in result.columns)}
+        else:
+            batch.results = result_rows(result)
+        return JSONBody(batch.jsonable())
 
-    result = await run_in_threadpool(run)
-    return JSONBody(result.jsonable())
+    return await run_in_threadpool(run)
 
 
-def _record_batch(service, served: Served, records: list[dict[str, Any]], result: BatchResult) -> None:
-    """Metrics, histogram, anomalies and drift of a scored batch."""
+def _record_batch(service, served: Served, frame: pd.DataFrame, result: pd.DataFrame, batch: BatchResult) -> None:
+    """Metrics, histogram, anomalies and drift of a scored batch (``result`` is indexed like ``frame``)."""
     metrics, name = service.metrics, served.name
-    metrics.rows.labels(name).inc(result.rows_scored)
-    if result.rows_rejected:
-        metrics.rejected.labels(name).inc(result.rows_rejected)
-    if result.anomalies:
-        metrics.anomalies.labels(name).inc(result.anomalies)
-    rows = result.results
-    if not rows:
+    metrics.rows.labels(name).inc(batch.rows_scored)
+    if batch.rows_rejected:
+        metrics.rejected.labels(name).inc(batch.rows_rejected)
+    if batch.anomalies:
+        metrics.anomalies.labels(name).inc(batch.anomalies)
+    if not len(result):
         return
-    service.state.record_scores(served.ref, np.fromiter((r[schema.PROBABILITY] for r in rows), float, len(rows)))
-    kept = None
-    if result.anomalies or served.monitor is not None:
-        dropped = {r.index for r in result.rejected}
-        kept = [i for i in range(len(records)) if i not in dropped] if dropped else range(len(records))
-    if result.anomalies:
-        service.state.add_anomalies([_anomaly(served, out, records[i]) for out, i in zip(rows, kept, strict=True)
-                                     if out[schema.LABEL]])
+    service.state.record_scores(served.ref, result[schema.PROBABILITY].to_numpy(dtype=float))
+    if batch.anomalies:
+        flagged = result[result[schema.LABEL] == 1]
+        records = frame.loc[flagged.index].to_dict(orient="records")
+        service.state.add_anomalies([_anomaly(served, out, record) for out, record in
+                                     zip(flagged.to_dict(orient="records"), records, strict=True)])
     if served.monitor is not None:
-        from adpipe.core.engine import records_frame
-
-        frame = records_frame([records[i] for i in kept])
-        scores = np.fromiter((r[schema.SCORE] for r in rows), float, len(rows))
         with served.lock:
             try:
-                events = served.monitor.update(frame, scores, served.rows_seen)
+                events = served.monitor.update(frame.loc[result.index], result[schema.SCORE].to_numpy(dtype=float),
+                                               served.rows_seen)
             except Exception:  # drift watching must never fail a request
                 events = []
-            served.rows_seen += len(rows)
+            served.rows_seen += len(result)
         for event in events:
             metrics.drift_events.labels(name, event.feature, event.test).inc()
             metrics.drift_flag.labels(name, event.feature).set(1)
