@@ -140,7 +140,13 @@ def _columns_frame(columns: Any, max_rows: int) -> pd.DataFrame:
     rows = next(iter(lengths.values()))
     if rows > max_rows:
         raise _too_many(rows, max_rows)
-    return pd.DataFrame(columns)
+    return pd.DataFrame({name: _column(values) for name, values in columns.items()})
+
+
+def _column(values: list[Any]) -> np.ndarray | list[Any]:
+    """A numeric JSON list as a numpy array (faster than pandas' own inference); anything else as it is."""
+    array = np.asarray(values) if values and type(values[0]) in (int, float) else None
+    return array if array is not None and array.dtype.kind in "fiu" else values
 
 
 def _arrow_frame(body: bytes, max_rows: int) -> pd.DataFrame:
