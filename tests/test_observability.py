@@ -11,14 +11,12 @@ import logging
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import blob_frame, run_cli, write_yaml
@@ -33,7 +31,6 @@ from adpipe.core import tracing
 from adpipe.core.cli import cli
 from adpipe.core.engine import Pipeline
 from adpipe.core.errors import ConfigError, DataError, SourceError
-from adpipe.core.logs import uvicorn_log_config
 from adpipe.core.store import ModelStore
 
 
@@ -230,52 +227,6 @@ def test_an_unwritable_log_file_is_a_config_error(tmp_path):
                 cwd=tmp_path)
     assert r.returncode == 2
     assert "Cannot open the log file" in r.stderr and "--log-file" in r.stderr
-
-
-def test_uvicorn_log_config_writes_json_server_and_access_lines(tmp_path):
-    port = closed_port()
-    script = tmp_path / "server.py"
-    script.write_text(textwrap.dedent(f"""
-        import uvicorn
-        from adpipe.core.logs import uvicorn_log_config
-
-        async def app(scope, receive, send):
-            if scope["type"] != "http":
-                return
-            await send({{"type": "http.response.start", "status": 204, "headers": []}})
-            await send({{"type": "http.response.body", "body": b""}})
-
-        uvicorn.run(app, host="127.0.0.1", port={port}, log_config=uvicorn_log_config("json"), lifespan="off")
-    """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        status = None
-        for _ in range(200):  # up to ~20 s for the server to start
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/v1/ping?x=1", timeout=1).status_code
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert status == 204
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=20)
-    access = [json.loads(line) for line in out.splitlines()]
-    assert len(access) == 1
-    assert access[0]["logger"] == "uvicorn.access" and access[0]["method"] == "GET"
-    assert access[0]["path"] == "/v1/ping?x=1" and access[0]["status_code"] == 204
-    server = [json.loads(line) for line in err.splitlines()]
-    assert any("Uvicorn running" in rec["message"] for rec in server)
-    assert all(rec["level"] in ("INFO", "WARNING") and "timestamp" in rec for rec in server)
-
-
-def test_uvicorn_text_log_config_is_uvicorns_own():
-    import uvicorn.config
-
-    assert uvicorn_log_config("text") == uvicorn.config.LOGGING_CONFIG
-    with pytest.raises(ConfigError, match="Unknown log format 'yaml'"):
-        uvicorn_log_config("yaml")
 
 
 # --------------------------------------------------------------------------- metrics push

@@ -127,10 +127,10 @@ class Pipeline:
                 log.info("run of %s finished: %s rows scored, %s anomalies", summary.pipeline, summary.rows_scored,
                          summary.anomalies, extra=fields)
         except BaseException:
-            metrics_push.push(getattr(self.config, "metrics", None), name, status="failed",
+            metrics_push.push(self.config.metrics, name, status="failed",
                               seconds=time.perf_counter() - started)
             raise
-        metrics_push.push(getattr(self.config, "metrics", None), summary.pipeline, status=summary.status,
+        metrics_push.push(self.config.metrics, summary.pipeline, status=summary.status,
                           seconds=summary.seconds, summary=summary)
         return summary
 
@@ -662,7 +662,7 @@ class FittedPipeline:
 
 def result_rows(result: pd.DataFrame) -> list[dict[str, Any]]:
     """A result frame as a list of plain dicts (Python scalars), column by column (fast)."""
-    columns = [c for c in result.columns]
+    columns = list(result.columns)
     values = [result[c].tolist() for c in columns]
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 

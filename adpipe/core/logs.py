@@ -5,13 +5,13 @@
 
 A JSON line carries ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``message``, the ``extra=``
 fields of the call, and, inside a run, the run's ``pipeline`` and ``run_id`` (see :func:`bind`), plus
-``trace_id``/``span_id`` when tracing is on. :func:`uvicorn_log_config` gives ``adpipe serve`` the same.
+``trace_id``/``span_id`` when tracing is on. ``adpipe serve --log-format json`` uses the same root handler
+(uvicorn's loggers propagate to it).
 """
 
 from __future__ import annotations
 
 import contextvars
-import copy
 import logging
 import sys
 from contextlib import contextmanager
@@ -45,17 +45,6 @@ class JsonFormatter(_JsonFormatter):
         if "timestamp" in log_data:
             rest = {k: log_data.pop(k) for k in list(log_data) if k != "timestamp"}
             log_data.update(rest)
-
-
-class AccessJsonFormatter(JsonFormatter):
-    """uvicorn's access lines as JSON with separate client, method, path, http_version and status fields."""
-
-    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
-        super().add_fields(log_data, record, message_dict)
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5:
-            for key, value in zip(("client_addr", "method", "path", "http_version", "status_code"), args, strict=True):
-                log_data.setdefault(key, value)
 
 
 class RunFields(logging.Filter):
@@ -144,26 +133,3 @@ def configure(fmt: str = "text", file: str | Path | None = None,
     root.addHandler(handler)
     root.setLevel(level)
     return handler
-
-
-def uvicorn_log_config(fmt: str = "text", level: str = "info") -> dict[str, Any]:
-    """A ``log_config`` for uvicorn (``uvicorn.run(app, log_config=...)``): its own text lines, or JSON lines
-    for the server, access and application (root) logs, access lines with structured request fields."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    fmt = check_format(fmt)
-    config = copy.deepcopy(LOGGING_CONFIG)
-    if fmt == "text":
-        return config
-    level = level.upper()
-    config["formatters"] = {
-        "default": {"()": f"{__name__}.JsonFormatter"},
-        "access": {"()": f"{__name__}.AccessJsonFormatter"},
-    }
-    config["filters"] = {"run": {"()": f"{__name__}.RunFields"}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["run"]
-    config["loggers"]["uvicorn"]["level"] = level
-    config["loggers"]["adpipe"] = {"level": level}
-    config["root"] = {"handlers": ["default"], "level": "WARNING"}
-    return config

@@ -44,11 +44,8 @@ def registry_for(pipeline: str, *, status: str, seconds: float, summary: Any = N
     gauge("adpipe_run_timestamp_seconds", "When the run ended (Unix time)", finished)
     gauge("adpipe_run_success", "1 if the run succeeded, 0 if it failed", 1.0 if status == "succeeded" else 0.0)
     if summary is not None:
-        values = {"adpipe_run_rows_in": summary.rows_in, "adpipe_run_rows_scored": summary.rows_scored,
-                  "adpipe_run_rows_rejected": summary.rows_rejected, "adpipe_run_anomalies": summary.anomalies,
-                  "adpipe_run_anomaly_rate": summary.anomaly_rate}
-        for name, doc in RUN_GAUGES.items():
-            gauge(name, doc, values[name])
+        for name, doc in RUN_GAUGES.items():  # adpipe_run_rows_in <- summary.rows_in, ...
+            gauge(name, doc, getattr(summary, name.removeprefix("adpipe_run_")))
         stages = Gauge("adpipe_run_stage_seconds", "Seconds the run spent per stage", [*labels, "stage"],
                        registry=reg)
         for stage, value in summary.stage_seconds.items():

@@ -455,7 +455,7 @@ def analyse(model: "FittedPipeline", data: Any, label: str | None = None, *, obj
         raise DataError("Choosing a threshold by an objective (F1, precision or cost) needs labels, and the "
                         "data has no label column.",
                         hint="name the 0/1 column with label=COLUMN, or choose without labels with --method karch")
-    current = current_threshold(model, scores, probs)
+    current = current_threshold(model)
     interval = None
     if labels is not None and method is None:
         choice = optimal_threshold(probs, labels, objective, min_precision=min_precision, cost_fp=cost_fp,
@@ -488,7 +488,7 @@ def analyse(model: "FittedPipeline", data: Any, label: str | None = None, *, obj
                     costs, notes)
 
 
-def current_threshold(model: "FittedPipeline", scores: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+def current_threshold(model: "FittedPipeline") -> dict[str, Any]:
     """The model's threshold: its type, the scale it cuts (score/probability), its cut-off and the
     probability equivalent (None for a per-batch rule such as top_k)."""
     th = model.threshold

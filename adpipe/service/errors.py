@@ -85,10 +85,14 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p != "body") or "body"
 
 
+async def api_error(request: Request, exc: ApiError) -> JSONBody:
+    """The handler of :class:`ApiError` (``security.install`` adds it too, for apps built without this module's
+    other handlers)."""
+    return error_response(exc.status, exc.error, exc.message, exc.hint, exc.details, exc.headers)
+
+
 def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError):
-        return error_response(exc.status, exc.error, exc.message, exc.hint, exc.details, exc.headers)
+    app.add_exception_handler(ApiError, api_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from adpipe.service.errors import ApiError
 from adpipe.service.state import State, now
 
 log = logging.getLogger("adpipe.service")
@@ -25,31 +26,23 @@ JOB_TIMEOUT = 3600.0  # seconds one fit may take
 ERROR_CHARS = 4000  # the tail of stderr kept as the job's error
 
 
-class JobRequestError(Exception):
-    """A fit job request the server refuses: ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, error: str, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.status, self.error, self.message, self.hint = status, error, message, hint
-
-
 def config_path(configs_dir: Path | None, name: str) -> Path:
-    """The config file ``name`` inside ``configs_dir``, or a JobRequestError (409, 400 or 404)."""
+    """The config file ``name`` inside ``configs_dir``, or a ApiError (409, 400 or 404)."""
     if configs_dir is None:
-        raise JobRequestError(409, "fit_jobs_disabled", "This server has no configs_dir, so it runs no fit jobs.",
+        raise ApiError(409, "fit_jobs_disabled", "This server has no configs_dir, so it runs no fit jobs.",
                               "start it with --configs-dir DIR (or configs_dir in the settings file)")
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts or ":" in name or "\x00" in name:
-        raise JobRequestError(400, "bad_config_name", f"'{name}' is not a config name inside configs_dir.",
+        raise ApiError(400, "bad_config_name", f"'{name}' is not a config name inside configs_dir.",
                               "name a file relative to configs_dir, e.g. fraud.yaml (no absolute paths or '..')")
     root = Path(configs_dir).resolve()
     path = (root / pure).resolve()
     if not path.is_relative_to(root):  # a symlink pointing out of the folder
-        raise JobRequestError(400, "bad_config_name", f"'{name}' leads outside configs_dir.",
+        raise ApiError(400, "bad_config_name", f"'{name}' leads outside configs_dir.",
                               "name a file relative to configs_dir, e.g. fraud.yaml")
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         available = sorted(str(p.relative_to(root)) for p in root.rglob("*.y*ml"))[:20] if root.is_dir() else []
-        raise JobRequestError(404, "config_not_found", f"No config '{name}' in configs_dir.",
+        raise ApiError(404, "config_not_found", f"No config '{name}' in configs_dir.",
                               "configs available: " + (", ".join(available) or "none"))
     return path
 
@@ -57,7 +50,7 @@ def config_path(configs_dir: Path | None, name: str) -> Path:
 def check_overrides(overrides: list[str]) -> list[str]:
     for item in overrides:
         if not item or item.startswith("-") or item.split("=", 1)[0] == "config" or any(c in item for c in "\r\n\x00"):
-            raise JobRequestError(400, "bad_override", f"{item!r} is not a Hydra override a fit job accepts.",
+            raise ApiError(400, "bad_override", f"{item!r} is not a Hydra override a fit job accepts.",
                                   "give key=value overrides such as detector=lof or detector.n_estimators=200")
     return list(overrides)
 

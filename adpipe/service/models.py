@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from adpipe.core.errors import ModelNotFoundError
 from adpipe.core.messages import ModelInfo, ModelVersionInfo
 from adpipe.core.store import NAME_RE, ModelStore, StoredVersion
@@ -46,16 +44,6 @@ class _Labels:
     key: tuple
     versions: list[StoredVersion]
     stages: dict[str, int]
-
-
-def probability_threshold(model) -> float | None:
-    """The model's anomaly threshold on the probability scale, or None."""
-    cut = getattr(model.threshold, "threshold_", None)
-    if cut is None:
-        return None
-    if getattr(model.threshold, "threshold_on_", "probability") == "score":
-        return float(model.calibrator.transform(np.array([float(cut)]))[0])
-    return float(cut)
 
 
 class ModelCache:
@@ -138,11 +126,12 @@ class ModelCache:
 
     def _load(self, name: str, version: int) -> Served:
         from adpipe.core.model import load
+        from adpipe.core.thresholding import current_threshold
 
         sv = self.store.get(name, version)
         model = load(sv.path, trusted=self.trusted)
         model.model_version = sv.ref
-        served = Served(name, version, model, probability_threshold(model))
+        served = Served(name, version, model, current_threshold(model)["probability"])
         if getattr(model.config, "drift_detectors", None):
             served.monitor = _drift_monitor(model, served)
         log.info("loaded %s (%s)", sv.ref, sv.path)

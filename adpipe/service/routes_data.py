@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from adpipe.core.messages import AnomalyInfo, RunInfo
 from adpipe.core.store import parse_ref
 from adpipe.service.security import require
+from adpipe.service.state import now
 
 router = APIRouter(tags=["activity"])
 HISTOGRAM_BINS = 20
@@ -42,7 +42,7 @@ async def dashboard_data(request: Request, model: str | None = Query(
 
 def collect(service, model: str | None = None) -> dict[str, Any]:
     state = service.state
-    return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    return {"generated_at": now(),
             "models": _models(service), "runs": state.runs(DASHBOARD_RUNS),
             "anomalies": state.latest_anomalies(DASHBOARD_ANOMALIES),
             "histogram": histogram(service, model), "drift": _drift(service)}

@@ -7,7 +7,6 @@ from fastapi.concurrency import run_in_threadpool
 
 from adpipe.core.messages import ErrorBody, FitJobRequest, JobStatus
 from adpipe.service.errors import ApiError
-from adpipe.service.jobs import JobRequestError
 from adpipe.service.security import require
 
 router = APIRouter(tags=["jobs"])
@@ -21,11 +20,7 @@ router = APIRouter(tags=["jobs"])
              dependencies=[Depends(require("admin"))])
 async def start_fit(body: FitJobRequest, request: Request) -> JobStatus:
     jobs = request.app.state.service.jobs
-    try:
-        job = await run_in_threadpool(jobs.submit, body.config, body.overrides)
-    except JobRequestError as exc:
-        raise ApiError(exc.status, exc.error, exc.message, exc.hint) from None
-    return JobStatus(**job)
+    return JobStatus(**await run_in_threadpool(jobs.submit, body.config, body.overrides))
 
 
 @router.get("/v1/jobs", summary="Fit jobs, newest first", dependencies=[Depends(require("read"))])

@@ -189,12 +189,12 @@ async def score_batch(name: str, request: Request, version: str | None = VERSION
     body = await request.body()
     frame, shape = await run_in_threadpool(parse_batch, body, request.headers.get("content-type", ""),
                                            service.settings.max_batch_rows)
-    service.cache.resolve(name, version)  # 404 before any work
+    number = service.cache.resolve(name, version)  # 404 before any work
     started, started_at = time.perf_counter(), now()
     run_id = uuid.uuid4().hex
 
     def run() -> Response:
-        served = service.served(name, service.cache.resolve(name, version))
+        served = service.served(name, number)
         try:
             try:
                 result, batch = served.model.score_table(frame, run_id=run_id)

@@ -5,8 +5,8 @@
   role; read < score < admin) or 429 (over the key's rate limit, with ``Retry-After``), and returns the
   caller's :class:`Principal` (also left on ``request.state.principal`` for the audit log).
 - ``install(app, settings)``: one pure ASGI middleware for the body-size limit (413), the security headers,
-  the ``X-Request-ID`` and the audit log (one JSON line per request), plus the handler that renders the
-  errors above as ``{"error", "message", "hint"}``.
+  the ``X-Request-ID`` and the audit log (one JSON line per request), plus the :class:`ApiError` handler
+  that renders the errors above as ``{"error", "message", "hint"}``.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from adpipe.core.errors import ConfigError
+from adpipe.service.errors import ApiError, api_error
 from adpipe.service.keys import ROLES, KeysFileError, KeyStore
 from adpipe.service.settings import ServeSettings
+from adpipe.service.state import now
 
 log = logging.getLogger("adpipe.service.security")
 ALL_ROLES = frozenset(ROLES)
@@ -46,17 +46,6 @@ class Principal:
 
     name: str
     roles: frozenset[str] = field(default_factory=frozenset)
-
-
-class SecurityError(HTTPException):
-    """A 401, 403, 413 or 429 with the API's error body ``{"error", "message", "hint"}``."""
-
-    def __init__(self, status: int, error: str, message: str, hint: str, headers: dict[str, str] | None = None):
-        super().__init__(status, {"error": error, "message": message, "hint": hint}, headers)
-
-
-async def _render(request: Request, exc: SecurityError) -> JSONResponse:
-    return JSONResponse(exc.detail, exc.status_code, headers=exc.headers)
 
 
 def _parse_limits(text: str) -> list:
@@ -118,12 +107,12 @@ class Guard:
             if not await limiter.hit(item, bucket):
                 reset = (await limiter.get_window_stats(item, bucket)).reset_time
                 retry = max(1, math.ceil(reset - time.time()))
-                raise SecurityError(429, "too_many_requests", f"rate limit of {item} exceeded for {who}",
-                                    f"retry after {retry} s, or spread requests out (batch records with "
-                                    "/score/batch)", {"Retry-After": str(retry)})
+                raise ApiError(429, "too_many_requests", f"rate limit of {item} exceeded for {who}",
+                               f"retry after {retry} s, or spread requests out (batch records with /score/batch)",
+                               headers={"Retry-After": str(retry)})
 
     async def authenticate(self, request: Request, key: str | None, role: str) -> Principal:
-        """The caller of ``request`` if its key has ``role`` and budget left; else a SecurityError."""
+        """The caller of ``request`` if its key has ``role`` and budget left; else an ApiError."""
         client = request.client.host if request.client else "unknown"
         if self.no_auth:
             principal = request.state.principal = self.principal("anonymous", ALL_ROLES)
@@ -134,17 +123,17 @@ class Guard:
             # failed attempts are throttled per client address, apart from any key's budget
             await self.throttle(request, "fail:" + client, f"client {client}")
             if key:
-                raise SecurityError(401, "unauthorized", "unknown API key (revoked, mistyped or from another keys "
-                                    "file)", "check the key, or ask an admin for a new one (adpipe keys create)",
-                                    {"WWW-Authenticate": 'Bearer realm="adpipe", error="invalid_token"'})
-            raise SecurityError(401, "unauthorized", "no API key given",
-                                "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                                {"WWW-Authenticate": 'Bearer realm="adpipe"'})
+                raise ApiError(401, "unauthorized", "unknown API key (revoked, mistyped or from another keys file)",
+                               "check the key, or ask an admin for a new one (adpipe keys create)",
+                               headers={"WWW-Authenticate": 'Bearer realm="adpipe", error="invalid_token"'})
+            raise ApiError(401, "unauthorized", "no API key given",
+                           "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="adpipe"'})
         name, roles = found
         principal = request.state.principal = self.principal(name, roles)  # the audit log names it, even on 403
         if role not in roles:
-            raise SecurityError(403, "forbidden", f"key {name!r} lacks the role {role!r}",
-                                f"this needs a key with role {role} or higher (read < score < admin)")
+            raise ApiError(403, "forbidden", f"key {name!r} lacks the role {role!r}",
+                           f"this needs a key with role {role} or higher (read < score < admin)")
         await self.throttle(request, "key:" + name, f"key {name!r}")
         return principal
 
@@ -325,7 +314,7 @@ class SecurityMiddleware:
         route = scope.get("route")
         client = scope.get("client")
         self.audit.write({
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": now(),
             "request_id": request_id,
             "who": principal.name if principal is not None else None,
             "method": scope["method"],
@@ -344,5 +333,5 @@ def install(app, settings: ServeSettings) -> None:
     docs = tuple(p for p in (getattr(app, "docs_url", None), getattr(app, "redoc_url", None),
                              getattr(app, "swagger_ui_oauth2_redirect_url", None)) if p)
     app.add_middleware(SecurityMiddleware, settings=settings, guard=guard, docs_paths=docs)
-    app.add_exception_handler(SecurityError, _render)
+    app.add_exception_handler(ApiError, api_error)
     app.state.security = guard

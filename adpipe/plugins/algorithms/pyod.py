@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 import adpipe
-from adpipe.plugins.algorithms import _forest
 from adpipe.plugins.algorithms._catalog import CATALOG, FIXED_CONTAMINATION, Entry
 from adpipe.plugins.algorithms._common import (
     as_matrix,
@@ -137,12 +136,9 @@ class PyODDetector(adpipe.Detector):
         return scores_1d(scores, X.shape[0], self.name)
 
     def _decision_function(self, X: np.ndarray) -> np.ndarray:
-        """PyOD's ``decision_function``; an isolation forest scores a few rows by its packed trees (identical
-        scores, ~40x faster for one row: see ``_forest``)."""
-        if type(self.model_).__name__ == "IForest" and X.shape[0] <= _forest.SMALL_ROWS:
-            forest = self.model_.detector_
-            return (_forest.score_samples(forest, X) - forest.offset_) * -1  # PyOD: invert_order(decision_function)
-        return self.model_.decision_function(X)
+        """PyOD's ``decision_function``, or the entry's faster scorer of a few rows (same scores)."""
+        fast = self.entry.small_batch
+        return fast(self.model_, X) if fast is not None else self.model_.decision_function(X)
 
     def block_rows(self) -> int:
         """Rows scored per PyOD call by detectors that score a batch as a set."""
